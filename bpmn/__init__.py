@@ -1,0 +1,1 @@
+"""The PMO process library (.bpmn, .dmn), shipped as package data."""

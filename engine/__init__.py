@@ -1,0 +1,1 @@
+"""pmoflow engine: persistence, identity, forms, timers and audit around SpiffWorkflow."""

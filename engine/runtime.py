@@ -1,0 +1,288 @@
+"""The loop around SpiffWorkflow: load an instance, run it to its next wait state, project and save it.
+
+Everything here runs inside the caller's transaction; nothing commits on its own.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
+from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
+from SpiffWorkflow.bpmn.specs.defaults import ExclusiveGateway, InclusiveGateway
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
+from SpiffWorkflow.dmn.specs.business_rule_task_mixin import BusinessRuleTaskMixin
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.spiff.specs.mixins.service_task import ServiceTask
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.task import TaskIterator, TaskState
+from sqlalchemy import select
+
+from pmoflow.engine import clock, serialization
+from pmoflow.engine.audit import InstanceLog
+from pmoflow.engine.errors import InstanceError
+from pmoflow.engine.models import HumanTask, ProcessDefinition, ProcessInstance, TaskCandidate
+from pmoflow.engine.scripting import Handler, SandboxScriptEngine
+
+
+def _lift_depth_limit() -> None:
+    """SpiffWorkflow's task iterators stop at depth 1000, so a long loop's next READY task goes unseen and
+    the workflow is marked completed for good: silent data loss. Make the default unbounded."""
+    for iterator in (TaskIterator, BpmnTaskIterator):
+        defaults = list(iterator.__init__.__defaults__)
+        defaults[1] = sys.maxsize  # (end_at_spec, max_depth, ...)
+        iterator.__init__.__defaults__ = tuple(defaults)
+
+
+_lift_depth_limit()
+
+# Deserialized workflows kept between commands in this process, keyed by instance id and valid only for the
+# lock version they were saved at: a command that finds the row at another version reloads from the row.
+_CACHE: dict[int, tuple[int, BpmnWorkflow]] = {}
+_SPECS: dict[int, serialization.Specs] = {}
+
+
+def specs_of(definition: ProcessDefinition) -> serialization.Specs:
+    """A definition's specs, restored once per process (they never change once deployed)."""
+    if definition.id not in _SPECS:
+        _SPECS[definition.id] = serialization.load_specs(definition.spec)
+    return _SPECS[definition.id]
+
+
+class Run:
+    """One command's work on one instance: the workflow, its audit log and what changed."""
+
+    def __init__(self, session, instance: ProcessInstance, definition: ProcessDefinition, actor: str,
+                 handlers: Mapping[str, Handler], workflow: BpmnWorkflow | None = None) -> None:
+        self.session, self.instance, self.definition, self.actor = session, instance, definition, actor
+        self.log = InstanceLog(session, instance, actor)
+        self.engine = SandboxScriptEngine(handlers, helpers={"process_initiator": lambda: instance.started_by})
+        self.workflow = workflow or self._load()
+        self.workflow.script_engine = self.engine
+        self.completed_ids: set[str] = set()
+        session.info.setdefault("runs", []).append(self)
+
+    @classmethod
+    def new(cls, session, instance, definition, actor, handlers, data: dict[str, Any]) -> Run:
+        spec, subprocess_specs = specs_of(definition)
+        workflow = BpmnWorkflow(spec, subprocess_specs)
+        for task in workflow.get_tasks(state=TaskState.READY):
+            task.data.update(data)
+        return cls(session, instance, definition, actor, handlers, workflow)
+
+    def _load(self) -> BpmnWorkflow:
+        cached = _CACHE.pop(self.instance.id, None)
+        if cached and cached[0] == self.instance.lock_version:
+            return cached[1]
+        return serialization.load_state(self.instance.state, specs_of(self.definition))
+
+    # -- running --------------------------------------------------------------------------------------
+
+    def advance(self) -> None:
+        """Run engine steps until only human tasks, timers or messages remain; record what happened."""
+        try:
+            self.workflow.refresh_timers()
+            self.workflow.do_engine_steps(did_complete_task=self._engine_task_done)
+        except (WorkflowTaskException, SpiffWorkflowException) as exc:
+            self._fail(exc)
+        self._guard_completion()
+
+    def complete_human_task(self, spiff_task: Task, data: dict[str, Any]) -> None:
+        spiff_task.data.update(data)
+        self.completed_ids.add(str(spiff_task.id))
+        try:
+            spiff_task.run()
+        except (WorkflowTaskException, SpiffWorkflowException) as exc:
+            self._fail(exc)
+            return
+        self.advance()
+
+    def _fail(self, exc: Exception) -> None:
+        task = getattr(exc, "task", None)
+        spec = task.task_spec if task is not None else None
+        error = {
+            "message": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            "type": getattr(exc, "error_type", "") or type(getattr(exc, "exception", None) or exc).__name__,
+            "task_id": str(task.id) if task is not None else None,
+            "bpmn_id": getattr(spec, "bpmn_id", None), "task_name": getattr(spec, "bpmn_name", None),
+            "line": getattr(exc, "line_number", None) or None, "line_text": getattr(exc, "error_line", "") or "",
+        }
+        self.instance.error = error
+        self.instance.status = "error"
+        self.log.add("error", task=_TaskRef(error["bpmn_id"], error["task_name"]), **error)
+
+    def _guard_completion(self) -> None:
+        wf = self.workflow
+        if wf.is_completed() and any(not t.has_state(TaskState.FINISHED_MASK) for t in wf.tasks.values()):
+            raise InstanceError("SpiffWorkflow reported the instance complete with tasks still open; "
+                                "nothing was saved (report this: it is the engine's depth-limit trap)")
+
+    def _engine_task_done(self, task: Task) -> None:
+        spec = task.task_spec
+        ref = _TaskRef(getattr(spec, "bpmn_id", None), getattr(spec, "bpmn_name", None))
+        if isinstance(spec, BusinessRuleTaskMixin):
+            self._record_decision(task, ref)
+        elif isinstance(spec, ServiceTask):
+            self.log.add("service_called", task=ref, operator=spec.operation_name,
+                         result_variable=spec.result_variable, result=task.data.get(spec.result_variable))
+        elif isinstance(spec, ExclusiveGateway | InclusiveGateway):
+            taken = [c.task_spec.bpmn_name or c.task_spec.bpmn_id for c in task.children
+                     if c.has_state(TaskState.DEFINITE_MASK | TaskState.FINISHED_MASK)]
+            self.log.add("gateway", task=ref, taken=taken)
+        elif isinstance(spec, CatchingEvent) and isinstance(spec.event_definition, TimerEventDefinition):
+            self.log.add("timer_fired", task=ref, due=task.internal_data.get("event_value"))
+
+    def _record_decision(self, task: Task, ref: _TaskRef) -> None:
+        engine = task.task_spec.dmnEngine
+        table = engine.decision_table
+        inputs = {}
+        for item in table.inputs:
+            try:
+                inputs[item.label or item.expression] = self.engine.evaluate(task, item.expression)
+            except Exception as exc:  # record what could not be read rather than hide the decision
+                inputs[item.label or item.expression] = f"<error: {exc}>"
+        rules = engine.decide(task)
+        outputs = {o.name or o.label: task.data.get(o.name or o.label) for o in table.outputs}
+        matched = [{"id": r.id, "row": r.row_number, "description": r.description} for r in rules]
+        self.log.add("decision", task=ref, decision=table.name or table.id, hit_policy=table.hit_policy,
+                     inputs=inputs, outputs=outputs, matched_rules=matched)
+        if not rules:
+            raise WorkflowTaskException(f"decision table '{table.name or table.id}' matched no rule for inputs "
+                                        f"{inputs}; add a default row", task=task)
+
+    # -- projection and saving -----------------------------------------------------------------------
+
+    def ready_human_tasks(self) -> list[Task]:
+        return [t for t in self.workflow.get_tasks(state=TaskState.READY, manual=True)]
+
+    def sync_tasks(self, roles_of: Mapping[str, Any] | None = None) -> None:
+        """Bring the human-task projection in step with the workflow."""
+        open_rows = {row.spiff_task_id: row for row in self.session.scalars(
+            select(HumanTask).where(HumanTask.instance_id == self.instance.id, HumanTask.state == "ready"))}
+        now = clock.db_now()
+        current = {str(t.id): t for t in self.ready_human_tasks()} if self.instance.status != "error" else {}
+        for task_id, row in open_rows.items():
+            if task_id not in current:
+                row.state = "completed" if task_id in self.completed_ids else "cancelled"
+                if row.state == "cancelled":
+                    self.log.add("task_cancelled", task=row, task_id=row.id)
+        if self.instance.status == "error":
+            return
+        for task_id, task in current.items():
+            if task_id in open_rows:
+                continue
+            row = self._new_row(task, now)
+            self.session.add(row)
+            self.session.flush()
+            self.log.add("task_ready", task=row, task_id=row.id, lane=row.lane,
+                         candidates=[f"{c.kind}:{c.name}" for c in row.candidates],
+                         due=row.due.isoformat() if row.due else None)
+
+    def _new_row(self, task: Task, now: datetime) -> HumanTask:
+        spec = task.task_spec
+        props = (getattr(spec, "extensions", None) or {}).get("properties", {})
+        row = HumanTask(
+            instance_id=self.instance.id, process_id=self.instance.process_id, spiff_task_id=str(task.id),
+            bpmn_id=spec.bpmn_id, name=spec.bpmn_name or spec.bpmn_id, lane=spec.lane,
+            form=props.get("formJsonSchemaFilename"), instructions=_instructions(spec),
+            due=_due(task), state="ready", created_at=now,
+        )
+        kind, names = candidates(task, self.instance.started_by)
+        row.candidates = [TaskCandidate(kind=kind, name=n) for n in names]
+        return row
+
+    def save(self) -> None:
+        inst, wf = self.instance, self.workflow
+        if inst.status != "error":
+            inst.error = None
+            if wf.is_completed():
+                inst.status = "completed"
+            else:
+                inst.status = "running" if self.ready_human_tasks() else "waiting"
+        inst.next_due = None if inst.status in ("completed", "error") else next_due(wf)
+        inst.state = serialization.dump_state(wf)
+        inst.updated_at = clock.db_now()
+        self.session.flush()  # bumps lock_version, or raises the optimistic-lock conflict
+
+
+def after_commit(session) -> None:
+    """Keep each workflow this transaction used for the next command on its instance in this process."""
+    for run in session.info.pop("runs", []):
+        _CACHE[run.instance.id] = (run.instance.lock_version, run.workflow)
+
+
+def after_rollback(session) -> None:
+    """A workflow touched by a rolled-back transaction may hold changes that were never stored."""
+    for run in session.info.pop("runs", []):
+        _CACHE.pop(run.instance.id, None)
+
+
+class _TaskRef:
+    def __init__(self, bpmn_id: str | None, name: str | None) -> None:
+        self.bpmn_id, self.name = bpmn_id, name
+
+
+def _instructions(spec) -> str:
+    ext = getattr(spec, "extensions", None) or {}
+    return ext.get("instructionsForEndUser") or getattr(spec, "documentation", None) or ""
+
+
+def candidates(task: Task, starter: str) -> tuple[str, list[str]]:
+    """Who may act on a task: `lane_owners` users, else `lane_roles` roles, else the lane as a role; a task
+    outside any lane belongs to the instance's starter."""
+    lane = task.task_spec.lane
+    if lane is None:
+        return "user", [starter]
+    owners = task.data.get("lane_owners") or {}
+    if isinstance(owners, dict) and owners.get(lane):
+        return "user", [str(u) for u in owners[lane]]
+    roles = task.data.get("lane_roles") or {}
+    if isinstance(roles, dict) and roles.get(lane):
+        return "role", [str(r) for r in roles[lane]]
+    return "role", [lane]
+
+
+def _timer_value(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return clock.as_db(value)
+    if isinstance(value, str):
+        try:
+            return clock.as_db(TimerEventDefinition.get_datetime(value))
+        except ValueError:
+            return None
+    return None
+
+
+def next_due(workflow: BpmnWorkflow) -> datetime | None:
+    """The earliest time a waiting timer of this workflow comes due, for the worker's index."""
+    times = [_timer_value(e.value) for e in workflow.waiting_events() if "Timer" in e.event_type]
+    times = [t for t in times if t is not None]
+    return min(times) if times else None
+
+
+def _due(task: Task) -> datetime | None:
+    """A human task's due time: the earliest timer on its boundary (its SLA reminder or timeout)."""
+    parent = task.parent
+    if parent is None or not isinstance(parent.task_spec, BoundaryEventSplit):
+        return None
+    times = []
+    for sibling in parent.children:
+        spec = sibling.task_spec
+        if sibling is not task and isinstance(getattr(spec, "event_definition", None), TimerEventDefinition):
+            times.append(_timer_value(sibling.internal_data.get("event_value")))
+    times = [t for t in times if t is not None]
+    return min(times) if times else None
+
+
+def find_task(workflow: BpmnWorkflow, spiff_task_id: str) -> Task | None:
+    try:
+        return workflow.get_task_from_id(UUID(spiff_task_id))
+    except (KeyError, ValueError, SpiffWorkflowException):
+        return None

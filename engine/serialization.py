@@ -1,0 +1,101 @@
+"""Workflow state to JSON and back, with the types SpiffWorkflow forgets and the keys that break it.
+
+Specs are stored once per deployed version and restored once per process; an instance's state is stored
+without them, so saving and loading an instance never converts its process definition.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
+from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+
+from pmoflow.engine.errors import InvalidInput
+
+RESERVED_KEY = "typename"  # SpiffWorkflow's own type marker: data carrying it cannot be loaded back
+Specs = tuple[BpmnProcessSpec, dict[str, BpmnProcessSpec]]
+
+
+class InstanceStateConverter(BpmnWorkflowConverter):
+    """SpiffWorkflow's workflow converter, minus the specs (restored from the definition instead)."""
+
+    def to_dict(self, workflow: BpmnWorkflow) -> dict[str, Any]:
+        dct = WorkflowConverter.to_dict(self, workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+    def from_dict(self, dct: dict[str, Any], specs: Specs) -> BpmnWorkflow:
+        spec, subprocess_specs = specs
+        workflow = self.target_class(spec, subprocess_specs, deserializing=True)
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+        self.set_default_attributes(workflow, dct)
+        self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        return workflow
+
+
+def _build_serializer() -> BpmnWorkflowSerializer:
+    registry = BpmnWorkflowSerializer.configure(SPIFF_CONFIG)
+    registry.register(Decimal, lambda v: {"value": str(v)}, lambda d: Decimal(d["value"]))
+    registry.register(date, lambda v: {"value": v.isoformat()}, lambda d: date.fromisoformat(d["value"]))
+    InstanceStateConverter(BpmnWorkflow, registry)
+    return BpmnWorkflowSerializer(registry)
+
+
+SERIALIZER = _build_serializer()
+
+
+def dump_specs(spec: BpmnProcessSpec, subprocess_specs: dict[str, BpmnProcessSpec]) -> str:
+    """The process spec and its subprocess specs, stored once per deployed version."""
+    registry = SERIALIZER.registry
+    return json.dumps({
+        "spec": registry.convert(spec),
+        "subprocess_specs": {k: registry.convert(v) for k, v in subprocess_specs.items()},
+    })
+
+
+def load_specs(specs: str) -> Specs:
+    dct = json.loads(specs)
+    registry = SERIALIZER.registry
+    return registry.restore(dct["spec"]), {k: registry.restore(v) for k, v in dct["subprocess_specs"].items()}
+
+
+def dump_state(workflow: BpmnWorkflow) -> str:
+    """The instance state without its specs."""
+    return SERIALIZER.serialize_json(workflow)
+
+
+def load_state(state: str, specs: Specs) -> BpmnWorkflow:
+    """Rebuild a workflow from its stored state and its definition's specs."""
+    dct = json.loads(state)
+    version = dct.pop(SERIALIZER.VERSION_KEY, None)
+    if version != SERIALIZER.VERSION:
+        raise InvalidInput(f"stored state was written by serializer format {version}, this engine reads "
+                           f"{SERIALIZER.VERSION}; migrate the database with the matching pmoflow version")
+    return SERIALIZER.registry.restore(dct, specs=specs)
+
+
+def check_data(data: Any, path: str = "data") -> None:
+    """Refuse data SpiffWorkflow would store but not load: a `typename` key anywhere, or non-JSON values."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if not isinstance(key, str):
+                raise InvalidInput(f"{path}: keys must be strings")
+            if key == RESERVED_KEY:
+                raise InvalidInput(f"{path}.{key}: the key 'typename' is reserved by the workflow engine; rename it")
+            check_data(value, f"{path}.{key}")
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            check_data(value, f"{path}[{i}]")
+    elif not isinstance(data, str | int | float | bool | type(None)):
+        raise InvalidInput(f"{path}: {type(data).__name__} is not JSON data")

@@ -1,0 +1,1 @@
+"""JSON Schema forms named by the BPMN formJsonSchemaFilename property, shipped as package data."""
