@@ -10,17 +10,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
-
 from pmoflow.engine import audit, clock, forms, organisation, parser, runtime, serialization
 from pmoflow.engine.database import Database
 from pmoflow.engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from pmoflow.engine.models import (
-    HumanTask, ProcessDefinition, ProcessInstance, TaskCandidate, User, UserRole,
+    HumanTask,
+    ProcessDefinition,
+    ProcessInstance,
+    TaskCandidate,
+    User,
+    UserRole,
 )
 from pmoflow.engine.scripting import Handler
 from pmoflow.engine.views import definition_view, event_view, instance_view, task_view
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
 
 WORKER = "worker"
 SOD_PROPERTY = "sodDifferentFrom"
@@ -325,6 +329,13 @@ class Pmoflow:
         """Validate the form data, check duties, complete the task and run the instance on."""
         data = _require_object(data or {})
         self.db.check_schema()
+        try:
+            return self._complete(task_id, data)
+        except DutyRefused as refusal:
+            self._record_refusal(refusal)  # after the rollback: the refusal itself is part of the record
+            raise
+
+    def _complete(self, task_id: int | str, data: dict[str, Any]) -> dict[str, Any]:
         with self._tx() as session:
             row, user, instance = self._open_task(session, task_id)
             self._check_may_take(row, user)
@@ -364,17 +375,16 @@ class Pmoflow:
             if user.name in others:
                 message = (f"segregation of duties: {user.name} may not do '{row.name}' because they "
                            f"{'started this instance' if rule == 'starter' else f'performed task {rule}'}")
-                self._record_refusal(instance.id, row, user.name, rule, message)
-                raise PermissionDenied(message)
+                raise DutyRefused(message, instance.id, row.id, user.name, f"performer differs from {rule}")
             checks.append({"rule": f"performer differs from {rule}", "result": "passed"})
         return checks
 
-    def _record_refusal(self, instance_id: int, row: HumanTask, actor: str, rule: str, message: str) -> None:
-        """A refused act leaves the state alone but is itself part of the record."""
+    def _record_refusal(self, refusal: DutyRefused) -> None:
         with self._tx() as session:
-            instance = self._instance(session, instance_id)
-            audit.InstanceLog(session, instance, actor).add(
-                "duty_refused", task=row, task_id=row.id, rule=f"performer differs from {rule}", message=message)
+            instance = self._instance(session, refusal.instance_id)
+            row = self._task(session, refusal.task_id)
+            audit.InstanceLog(session, instance, refusal.actor).add(
+                "duty_refused", task=row, task_id=row.id, rule=refusal.rule, message=refusal.message)
 
     # -- repair and timers ----------------------------------------------------------------------------
 
@@ -394,7 +404,8 @@ class Pmoflow:
                 raise Conflict(f"the failed task of instance {instance.id} is gone; it cannot be retried")
             run.log.add("retry", task=runtime._TaskRef(failed.task_spec.bpmn_id, failed.task_spec.bpmn_name),
                         previous_error=instance.error, data=data)
-            run.workflow.reset_from_task_id(failed.id, data={**failed.data, **data} if data else None)
+            run.workflow.reset_from_task_id(failed.id)
+            failed.data.update(data)  # after the reset: a reset re-inherits the parent's data
             instance.status, instance.error = "running", None
             self._advance(run)
             return {"instance_id": instance.id, "status": instance.status, "error": instance.error}
@@ -425,6 +436,14 @@ class Pmoflow:
             run = self._run(session, instance, WORKER)
             self._advance(run)
             return instance.status
+
+
+class DutyRefused(PermissionDenied):
+    """A segregation-of-duties refusal, carrying what the audit record needs."""
+
+    def __init__(self, message: str, instance_id: int, task_id: int, actor: str, rule: str) -> None:
+        super().__init__(message)
+        self.instance_id, self.task_id, self.actor, self.rule = instance_id, task_id, actor, rule
 
 
 def _final_data(workflow) -> dict[str, Any]:

@@ -8,11 +8,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
 from pmoflow.engine import clock
 from pmoflow.engine.models import Event, ProcessInstance
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 
 def _plain(value: Any) -> Any:

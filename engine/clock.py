@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as spiff_timer
 
@@ -24,7 +24,7 @@ class ClockDatetime(datetime):
         fixed = _override.get()
         if fixed is None:
             return datetime.now(tz)
-        return fixed.astimezone(tz) if tz else fixed.astimezone(timezone.utc).replace(tzinfo=None)
+        return fixed.astimezone(tz) if tz else fixed.astimezone(UTC).replace(tzinfo=None)
 
 
 spiff_timer.datetime = ClockDatetime
@@ -32,7 +32,7 @@ spiff_timer.datetime = ClockDatetime
 
 def now() -> datetime:
     """Aware UTC now, or the time set by `frozen`."""
-    return _override.get() or datetime.now(timezone.utc)
+    return _override.get() or datetime.now(UTC)
 
 
 def db_now() -> datetime:
@@ -41,11 +41,11 @@ def db_now() -> datetime:
 
 
 def as_db(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 @contextmanager

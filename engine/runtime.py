@@ -11,25 +11,24 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from pmoflow.engine import clock, serialization
+from pmoflow.engine.audit import InstanceLog
+from pmoflow.engine.errors import InstanceError
+from pmoflow.engine.models import HumanTask, ProcessDefinition, ProcessInstance, TaskCandidate
+from pmoflow.engine.scripting import Handler, SandboxScriptEngine
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
 from SpiffWorkflow.bpmn.specs.defaults import ExclusiveGateway, InclusiveGateway
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
-from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.dmn.specs.business_rule_task_mixin import BusinessRuleTaskMixin
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.specs.mixins.service_task import ServiceTask
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskIterator, TaskState
 from sqlalchemy import select
-
-from pmoflow.engine import clock, serialization
-from pmoflow.engine.audit import InstanceLog
-from pmoflow.engine.errors import InstanceError
-from pmoflow.engine.models import HumanTask, ProcessDefinition, ProcessInstance, TaskCandidate
-from pmoflow.engine.scripting import Handler, SandboxScriptEngine
 
 
 def _lift_depth_limit() -> None:
@@ -62,6 +61,7 @@ class Run:
     def __init__(self, session, instance: ProcessInstance, definition: ProcessDefinition, actor: str,
                  handlers: Mapping[str, Handler], workflow: BpmnWorkflow | None = None) -> None:
         self.session, self.instance, self.definition, self.actor = session, instance, definition, actor
+        self.instance_id = instance.id
         self.log = InstanceLog(session, instance, actor)
         self.engine = SandboxScriptEngine(handlers, helpers={"process_initiator": lambda: instance.started_by})
         self.workflow = workflow or self._load()
@@ -108,7 +108,7 @@ class Run:
         task = getattr(exc, "task", None)
         spec = task.task_spec if task is not None else None
         error = {
-            "message": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            "message": _message(exc),
             "type": getattr(exc, "error_type", "") or type(getattr(exc, "exception", None) or exc).__name__,
             "task_id": str(task.id) if task is not None else None,
             "bpmn_id": getattr(spec, "bpmn_id", None), "task_name": getattr(spec, "bpmn_name", None),
@@ -183,7 +183,7 @@ class Run:
             self.session.flush()
             self.log.add("task_ready", task=row, task_id=row.id, lane=row.lane,
                          candidates=[f"{c.kind}:{c.name}" for c in row.candidates],
-                         due=row.due.isoformat() if row.due else None)
+                         due=clock.as_utc(row.due).isoformat() if row.due else None)
 
     def _new_row(self, task: Task, now: datetime) -> HumanTask:
         spec = task.task_spec
@@ -215,13 +215,18 @@ class Run:
 def after_commit(session) -> None:
     """Keep each workflow this transaction used for the next command on its instance in this process."""
     for run in session.info.pop("runs", []):
-        _CACHE[run.instance.id] = (run.instance.lock_version, run.workflow)
+        _CACHE[run.instance_id] = (run.instance.lock_version, run.workflow)
 
 
 def after_rollback(session) -> None:
     """A workflow touched by a rolled-back transaction may hold changes that were never stored."""
     for run in session.info.pop("runs", []):
-        _CACHE.pop(run.instance.id, None)
+        _CACHE.pop(run.instance_id, None)
+
+
+def _message(exc: Exception) -> str:
+    text = str(exc).splitlines()[0].strip().rstrip(".").strip() if str(exc) else type(exc).__name__
+    return text.replace(":", ": ", 1) if ": " not in text and ":" in text else text
 
 
 class _TaskRef:

@@ -1,7 +1,6 @@
 """Alembic environment: runs migrations on the engine pmoflow's Database hands over."""
 
 from alembic import context
-
 from pmoflow.engine.models import Base
 
 config = context.config

@@ -1,0 +1,79 @@
+"""Shared fixtures: every database test runs on SQLite and, when PMOFLOW_TEST_PG_URL is set, on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from pmoflow.engine.api import Pmoflow, default_handlers
+from pmoflow.engine.database import resolve_url
+
+HERE = Path(__file__).parent
+FIXTURES = HERE / "fixtures"
+TEST_ORG = HERE / "org.toml"
+PG_URL = os.environ.get("PMOFLOW_TEST_PG_URL")
+TEST_HANDLERS = {
+    "test.echo": lambda value: {"echo": value},
+    "test.fail": lambda reason: (_ for _ in ()).throw(RuntimeError(reason)),
+}
+
+
+def all_handlers() -> dict:
+    return {**default_handlers(), **TEST_HANDLERS}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'pmoflow.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("PostgreSQL tests run when PMOFLOW_TEST_PG_URL is set "
+                    "(e.g. postgresql://postgres@127.0.0.1:5432/test)")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(resolve_url(PG_URL))
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture
+def make_pmo(db_url) -> Iterator[Callable[..., Pmoflow]]:
+    """`make_pmo(user)` gives an API object acting as `user` on the test database."""
+    made: list[Pmoflow] = []
+
+    def make(user: str | None = None) -> Pmoflow:
+        app = Pmoflow(db_url, user=user, handlers=all_handlers())
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.close()
+
+
+@pytest.fixture
+def pmo(make_pmo) -> Pmoflow:
+    """An initialised database with the test organisation and the fixture processes deployed."""
+    app = make_pmo("alice")
+    app.init(TEST_ORG)
+    app.deploy([FIXTURES])
+    return app
+
+
+@pytest.fixture
+def demo_pmo(make_pmo) -> Pmoflow:
+    """An initialised database with the bundled demo organisation and process library."""
+    app = make_pmo("sara.spm")
+    app.init()
+    return app
