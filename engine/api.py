@@ -455,8 +455,10 @@ def _final_data(workflow) -> dict[str, Any]:
 
 
 def _require_object(data: Any) -> dict[str, Any]:
+    """Every piece of submitted data: a JSON object SpiffWorkflow can store and load back."""
     if not isinstance(data, dict):
         raise InvalidInput("the data must be a JSON object, like {\"field\": \"value\"}")
+    serialization.check_data(data)
     return data
 
 

@@ -158,12 +158,13 @@ def _compile(file: Path, el, text: str, mode: str, what: str, findings: Findings
         _finding(file, el, findings, f"{what}: {exc.msg}")
 
 
+def _form_properties(doc: etree._ElementTree) -> list:
+    return [prop for prop in doc.getroot().xpath("//spiffworkflow:property", namespaces=NS)
+            if prop.get("name") in FORM_PROPERTIES and prop.get("value")]
+
+
 def _form_names(doc: etree._ElementTree) -> list[str]:
-    names = []
-    for prop in doc.getroot().xpath("//spiffworkflow:property", namespaces=NS):
-        if prop.get("name") in FORM_PROPERTIES and prop.get("value"):
-            names.append(prop.get("value"))
-    return names
+    return [prop.get("value") for prop in _form_properties(doc)]
 
 
 def _start_form(doc: etree._ElementTree, process_id: str) -> str | None:
@@ -201,9 +202,10 @@ def parse(paths: list[str | Path], handlers: set[str] | None = None,
             for el, operator in _operators(doc):
                 if handlers is not None and operator not in handlers:
                     _finding(file, el, findings, f"no handler is registered for service operator '{operator}'")
-            for name in _form_names(doc):
-                if _find_form(name, file, form_dirs or []) is None:
-                    findings.add(file, None, None, f"form file '{name}' not found next to the BPMN or in forms/")
+            for prop in _form_properties(doc):
+                if _find_form(prop.get("value"), file, form_dirs or []) is None:
+                    _finding(file, prop, findings, f"form file '{prop.get('value')}' not found next to the BPMN "
+                                                   "or in a forms/ folder beside it")
     if findings:
         raise InvalidProcess(f"{len(findings)} problem(s) found", list(findings))
     parser = SpiffBpmnParser(validator=VALIDATOR)
