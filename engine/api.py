@@ -10,6 +10,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
 from pmoflow.engine import audit, clock, forms, organisation, parser, runtime, serialization
 from pmoflow.engine.database import Database
 from pmoflow.engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -23,8 +26,6 @@ from pmoflow.engine.models import (
 )
 from pmoflow.engine.scripting import Handler
 from pmoflow.engine.views import definition_view, event_view, instance_view, task_view
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
 
 WORKER = "worker"
 SOD_PROPERTY = "sodDifferentFrom"

@@ -8,10 +8,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from pmoflow.engine import clock
-from pmoflow.engine.models import Event, ProcessInstance
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+
+from pmoflow.engine import clock
+from pmoflow.engine.models import Event, ProcessInstance
 
 
 def _plain(value: Any) -> Any:

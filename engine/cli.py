@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.table import Table
+
 from pmoflow.engine import forms
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.errors import InvalidInput, PmoflowError
-from rich.console import Console
-from rich.table import Table
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 

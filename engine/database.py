@@ -11,12 +11,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from pmoflow.engine.errors import Conflict, DatabaseUnavailable
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
+
+from pmoflow.engine.errors import Conflict, DatabaseUnavailable
 
 DEFAULT_URL = "sqlite:///pmoflow.db"
 MIGRATIONS = Path(__file__).parent / "migrations"

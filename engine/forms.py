@@ -7,6 +7,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+
 from pmoflow.engine.errors import InvalidInput, InvalidProcess
 
 FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER

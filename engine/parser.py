@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lxml import etree
-from pmoflow.engine.errors import InvalidProcess
-from pmoflow.engine.scripting import compile_script
 from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
 from SpiffWorkflow.dmn.parser.BpmnDmnParser import SCHEMAS as DMN_SCHEMAS
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
+
+from pmoflow.engine.errors import InvalidProcess
+from pmoflow.engine.scripting import compile_script
 
 NS = {
     "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL",

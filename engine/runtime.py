@@ -11,11 +11,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pmoflow.engine import clock, serialization
-from pmoflow.engine.audit import InstanceLog
-from pmoflow.engine.errors import InstanceError
-from pmoflow.engine.models import HumanTask, ProcessDefinition, ProcessInstance, TaskCandidate
-from pmoflow.engine.scripting import Handler, SandboxScriptEngine
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
 from SpiffWorkflow.bpmn.specs.defaults import ExclusiveGateway, InclusiveGateway
@@ -29,6 +24,12 @@ from SpiffWorkflow.spiff.specs.mixins.service_task import ServiceTask
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskIterator, TaskState
 from sqlalchemy import select
+
+from pmoflow.engine import clock, serialization
+from pmoflow.engine.audit import InstanceLog
+from pmoflow.engine.errors import InstanceError
+from pmoflow.engine.models import HumanTask, ProcessDefinition, ProcessInstance, TaskCandidate
+from pmoflow.engine.scripting import Handler, SandboxScriptEngine
 
 
 def _lift_depth_limit() -> None:

@@ -12,12 +12,13 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from pmoflow.engine.errors import InvalidInput
 from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+
+from pmoflow.engine.errors import InvalidInput
 
 RESERVED_KEY = "typename"  # SpiffWorkflow's own type marker: data carrying it cannot be loaded back
 Specs = tuple[BpmnProcessSpec, dict[str, BpmnProcessSpec]]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES
 from sqlalchemy import func, select
 
+from conftest import FIXTURES
 from pmoflow.engine import audit, runtime, serialization
 from pmoflow.engine.errors import Conflict, InvalidInput, InvalidProcess, PermissionDenied
 from pmoflow.engine.models import Event, HumanTask, ProcessInstance
@@ -265,7 +265,7 @@ def test_timers_fire_once_when_due_and_not_before(pmo, make_pmo):
     make_pmo("bob").complete(only_task(pmo, "prepare", instance_id)["id"], {})
     task = only_task(pmo, "approve", instance_id)
     due = datetime.fromisoformat(task["due"])
-    assert timedelta(days=2) - timedelta(minutes=1) < due - datetime.now(timezone.utc) <= timedelta(days=2)
+    assert timedelta(days=2) - timedelta(minutes=1) < due - datetime.now(UTC) <= timedelta(days=2)
     assert pmo.run_due(due - timedelta(minutes=1))["fired"] == []
     assert pmo.run_due(due + timedelta(seconds=1))["fired"] == [instance_id]
     assert pmo.run_due(due + timedelta(days=1))["fired"] == []

@@ -1,6 +1,7 @@
 """Alembic environment: runs migrations on the engine pmoflow's Database hands over."""
 
 from alembic import context
+
 from pmoflow.engine.models import Base
 
 config = context.config
