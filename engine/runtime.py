@@ -30,6 +30,7 @@ from pmoflow.engine.audit import InstanceLog
 from pmoflow.engine.errors import InstanceError
 from pmoflow.engine.models import HumanTask, ProcessDefinition, ProcessInstance, TaskCandidate
 from pmoflow.engine.scripting import Handler, SandboxScriptEngine
+from pmoflow.engine.workflow import PmoflowWorkflow
 
 
 def _lift_depth_limit() -> None:
@@ -73,7 +74,7 @@ class Run:
     @classmethod
     def new(cls, session, instance, definition, actor, handlers, data: dict[str, Any]) -> Run:
         spec, subprocess_specs = specs_of(definition)
-        workflow = BpmnWorkflow(spec, subprocess_specs)
+        workflow = PmoflowWorkflow(spec, subprocess_specs)
         for task in workflow.get_tasks(state=TaskState.READY):
             task.data.update(data)
         return cls(session, instance, definition, actor, handlers, workflow)
@@ -121,7 +122,7 @@ class Run:
 
     def _guard_completion(self) -> None:
         wf = self.workflow
-        if wf.is_completed() and any(not t.has_state(TaskState.FINISHED_MASK) for t in wf.tasks.values()):
+        if wf.is_completed() and wf.has_open_tasks():
             raise InstanceError("SpiffWorkflow reported the instance complete with tasks still open; "
                                 "nothing was saved (report this: it is the engine's depth-limit trap)")
 
@@ -161,7 +162,7 @@ class Run:
     # -- projection and saving -----------------------------------------------------------------------
 
     def ready_human_tasks(self) -> list[Task]:
-        return [t for t in self.workflow.get_tasks(state=TaskState.READY, manual=True)]
+        return self.workflow.ready_manual_tasks()
 
     def sync_tasks(self, roles_of: Mapping[str, Any] | None = None) -> None:
         """Bring the human-task projection in step with the workflow."""

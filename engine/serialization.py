@@ -19,6 +19,7 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 
 from pmoflow.engine.errors import InvalidInput
+from pmoflow.engine.workflow import PmoflowWorkflow
 
 RESERVED_KEY = "typename"  # SpiffWorkflow's own type marker: data carrying it cannot be loaded back
 Specs = tuple[BpmnProcessSpec, dict[str, BpmnProcessSpec]]
@@ -48,7 +49,7 @@ def _build_serializer() -> BpmnWorkflowSerializer:
     registry = BpmnWorkflowSerializer.configure(SPIFF_CONFIG)
     registry.register(Decimal, lambda v: {"value": str(v)}, lambda d: Decimal(d["value"]))
     registry.register(date, lambda v: {"value": v.isoformat()}, lambda d: date.fromisoformat(d["value"]))
-    InstanceStateConverter(BpmnWorkflow, registry)
+    InstanceStateConverter(PmoflowWorkflow, registry, "BpmnWorkflow")
     return BpmnWorkflowSerializer(registry)
 
 
