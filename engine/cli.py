@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -380,10 +382,12 @@ def retry(instance: str, data: str | None, as_json: bool) -> None:
 @json_option
 @handled
 def worker(once: bool, now_text: str | None, interval: float, as_json: bool) -> None:
-    """Fire due timers: once, or until interrupted."""
-    import time
-
+    """Fire due timers: once, or until SIGTERM or Ctrl-C (finishing the instance in hand)."""
     now = parse_time(now_text) if now_text else None
+    stop = threading.Event()
+    if not once:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
     while True:
         result = app().run_due(now)
         if as_json:
@@ -391,11 +395,7 @@ def worker(once: bool, now_text: str | None, interval: float, as_json: bool) -> 
         elif result["fired"] or once:
             click.echo(f"{result['now']}: fired timers of {len(result['fired'])} instance(s) "
                        f"{result['fired']}; {len(result['errors'])} went into error")
-        if once:
-            return
-        try:
-            time.sleep(interval)
-        except KeyboardInterrupt:
+        if once or stop.wait(interval):
             return
 
 
