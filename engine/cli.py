@@ -322,9 +322,14 @@ def complete(task_id: str, data: str | None, data_file: str | None, as_json: boo
     """Submit a task's form. Without --data, prompts field by field when run in a terminal."""
     values = parse_data(data, data_file)
     if values is None:
-        values = prompt_form(app().task(task_id)) if sys.stdin.isatty() else {}
+        values = prompt_form(app().task(task_id)) if interactive() else {}
     result = app().complete(task_id, values)
     report_run(result, as_json, f"task {result['task_id']} completed; instance {result['instance_id']}")
+
+
+def interactive() -> bool:
+    """Prompt only when a person is at a terminal; scripts without --data get the form's errors instead."""
+    return sys.stdin.isatty()
 
 
 def prompt_form(task_view: dict[str, Any]) -> dict[str, Any]:
