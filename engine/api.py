@@ -229,6 +229,16 @@ class Pmoflow:
             instance = self._instance(session, instance_id)
             return [event_view(e) for e in audit.history(session, instance.id)]
 
+    def verify(self, instance_id: int | str | None = None) -> dict[str, Any]:
+        """Re-compute the audit hash chains; every altered, removed, inserted or reordered event shows."""
+        self.db.check_schema()
+        with self._tx() as session:
+            if instance_id is not None:
+                instance_id = self._instance(session, instance_id).id
+            findings = audit.verify(session, instance_id)
+            return {"ok": not findings, "checked_events": audit.count(session, instance_id),
+                    "findings": findings}
+
     def _run(self, session: Session, instance: ProcessInstance, actor: str) -> runtime.Run:
         definition = session.get(ProcessDefinition, instance.definition_id)
         return runtime.Run(session, instance, definition, actor, self.handlers)

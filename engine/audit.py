@@ -83,19 +83,47 @@ def history(session: Session, instance_id: int) -> list[Event]:
     return list(session.scalars(select(Event).where(Event.instance_id == instance_id).order_by(Event.seq)))
 
 
-def verify_stream(events: list[Event]) -> str | None:
-    """The first problem in one chain, or None when every link holds."""
+def verify_stream(events: list[Event], head: tuple[int, str] | None = None) -> str | None:
+    """The first problem in one chain, or None when every link holds. `head` is the (seq, hash) the chain's
+    owner recorded last, which catches events removed from the end."""
     prev = ""
     for expected_seq, event in enumerate(events, 1):
         if event.seq != expected_seq:
             return f"event {expected_seq} is missing or out of order (found seq {event.seq})"
-        if event.prev_hash != prev:
-            return f"event {event.seq} does not follow the event before it"
         if event_hash(event) != event.hash:
             return f"event {event.seq} was altered after it was written"
+        if event.prev_hash != prev:
+            return f"event {event.seq} does not follow the event before it (inserted, removed or reordered)"
         prev = event.hash
+    if head is not None and head != ((events[-1].seq, events[-1].hash) if events else (0, "")):
+        return f"the chain ends at event {len(events)} but the instance recorded {head[0]} events"
     return None
 
 
-def count(session: Session) -> int:
-    return session.scalar(select(func.count(Event.id))) or 0
+def verify(session: Session, instance_id: int | None = None) -> list[dict[str, Any]]:
+    """Re-compute every chain (or one instance's); one finding per broken chain."""
+    query = select(Event).order_by(Event.stream, Event.seq)
+    if instance_id is not None:
+        query = query.where(Event.instance_id == instance_id)
+    streams: dict[str, list[Event]] = {}
+    for event in session.scalars(query):
+        streams.setdefault(event.stream, []).append(event)
+    instances = select(ProcessInstance.id, ProcessInstance.last_seq, ProcessInstance.last_hash)
+    if instance_id is not None:
+        instances = instances.where(ProcessInstance.id == instance_id)
+    heads = {f"instance/{i}": (seq, digest) for i, seq, digest in session.execute(instances)}
+    for stream in heads:
+        streams.setdefault(stream, [])
+    findings = []
+    for stream, events in sorted(streams.items()):
+        problem = verify_stream(events, heads.get(stream))
+        if problem:
+            findings.append({"stream": stream, "problem": problem})
+    return findings
+
+
+def count(session: Session, instance_id: int | None = None) -> int:
+    query = select(func.count(Event.id))
+    if instance_id is not None:
+        query = query.where(Event.instance_id == instance_id)
+    return session.scalar(query) or 0

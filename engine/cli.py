@@ -412,6 +412,27 @@ def parse_time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+@main.group()
+def audit() -> None:
+    """The audit record: verify it has not been altered."""
+
+
+@audit.command("verify")
+@click.argument("instance", required=False)
+@json_option
+@handled
+def audit_verify(instance: str | None, as_json: bool) -> None:
+    """Re-compute the hash chains of every instance (or one) and report the first broken link of each."""
+    result = app().verify(instance)
+    if as_json:
+        emit_json(result)
+    elif result["ok"]:
+        click.echo(f"ok: {result['checked_events']} events, every chain intact")
+    if not result["ok"]:
+        fail("the audit record was changed outside pmoflow", 1,
+             [f"{f['stream']}: {f['problem']}" for f in result["findings"]])
+
+
 @main.command()
 @click.option("--keep", type=click.Path(file_okay=False), help="Keep the demo database in this folder.")
 @handled
