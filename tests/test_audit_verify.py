@@ -32,7 +32,8 @@ def test_an_altered_event_is_caught(finished):
     app, first, second = finished
     sql(app, "UPDATE events SET actor = 'mallory' WHERE instance_id = :i AND seq = 3", i=first)
     result = app.verify()
-    assert result["findings"] == [{"stream": f"instance/{first}", "problem": "event 3 was altered after it was written"}]
+    problem = "event 3 was altered after it was written"
+    assert result["findings"] == [{"stream": f"instance/{first}", "problem": problem}]
     assert app.verify(second)["ok"]
 
 
