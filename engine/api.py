@@ -24,7 +24,7 @@ from pmoflow.engine.models import (
     User,
     UserRole,
 )
-from pmoflow.engine.scripting import Handler
+from pmoflow.engine.scripting import SCRIPT_HELPERS, Handler
 from pmoflow.engine.views import definition_view, event_view, instance_view, task_view
 
 WORKER = "worker"
@@ -168,8 +168,7 @@ class Pmoflow:
                                         .order_by(ProcessDefinition.version.desc()).limit(1))
             if definition is None:
                 raise NotFound(f"no process '{process_id}' is deployed (see 'pmoflow processes')")
-            if definition.start_form:
-                self._validate_form(definition, definition.start_form, data)
+            self._validate_form(definition, definition.start_form, data)
             now = clock.db_now()
             instance = ProcessInstance(definition_id=definition.id, process_id=process_id, version=definition.version,
                                        status="running", business_key=business_key, started_by=actor.name,
@@ -184,18 +183,24 @@ class Pmoflow:
 
     def _advance(self, run: runtime.Run) -> None:
         run.advance()
+        self._finish(run)
+
+    def _finish(self, run: runtime.Run) -> None:
         run.sync_tasks()
         run.save()
         if run.instance.status == "completed":
             run.log.add("instance_completed", data=_final_data(run.workflow))
             run.session.flush()
 
-    def _validate_form(self, definition: ProcessDefinition, form: str, data: dict[str, Any]) -> None:
-        serialization.check_data(data)
+    def _validate_form(self, definition: ProcessDefinition, form: str | None, data: dict[str, Any]) -> None:
+        if form is None:
+            return _only_declared(data, None, None)
         text = definition.sources.get(f"forms/{form}")
         if text is None:
             raise InvalidInput(f"form {form} is missing from {definition.process_id} v{definition.version}")
-        forms.validate(forms.load_schema(text, form), data, form)
+        schema = forms.load_schema(text, form)
+        _only_declared(data, schema, form)
+        forms.validate(schema, data, form)
 
     def instances(self, status: str | None = None, process: str | None = None) -> list[dict[str, Any]]:
         self.db.check_schema()
@@ -302,10 +307,18 @@ class Pmoflow:
             who = ", ".join(f"{c.kind} {c.name}" for c in row.candidates)
             raise PermissionDenied(f"task {row.id} ({row.name}) is for {who}; {user.name} is not one of them")
 
+    def _spiff_task(self, session: Session, row: HumanTask, instance: ProcessInstance):
+        spiff_task = runtime.find_task(self._run(session, instance, "viewer").workflow, row.spiff_task_id)
+        if spiff_task is None:
+            raise Conflict(f"task {row.id} is no longer waiting for input")
+        return spiff_task
+
     def claim(self, task_id: int | str) -> dict[str, Any]:
-        with self._tx() as session:
+        """Take a task; refused when its duties would keep you from completing it."""
+        with self._refusals_recorded(), self._tx() as session:
             row, user, instance = self._open_task(session, task_id)
             self._check_may_take(row, user)
+            self._check_duties(session, row, self._spiff_task(session, row, instance), user, instance)
             if row.assignee == user.name:
                 return task_view(row)
             row.assignee = user.name
@@ -323,7 +336,7 @@ class Pmoflow:
 
     def delegate(self, task_id: int | str, to_user: str) -> dict[str, Any]:
         """Hand a task to another person who may also take it; the delegation is recorded."""
-        with self._tx() as session:
+        with self._refusals_recorded(), self._tx() as session:
             row, user, instance = self._open_task(session, task_id)
             self._check_may_take(row, user)
             target = session.get(User, to_user)
@@ -331,6 +344,7 @@ class Pmoflow:
                 raise NotFound(f"no user '{to_user}'")
             if not self._may_act(row, target):
                 raise PermissionDenied(f"{to_user} may not take task {row.id} ({row.name}): not a candidate")
+            self._check_duties(session, row, self._spiff_task(session, row, instance), target, instance)
             previous, row.assignee = row.assignee, target.name
             audit.InstanceLog(session, instance, user.name).add(
                 "task_delegated", task=row, task_id=row.id, from_user=previous or user.name, to_user=target.name)
@@ -340,10 +354,16 @@ class Pmoflow:
         """Validate the form data, check duties, complete the task and run the instance on."""
         data = _require_object(data or {})
         self.db.check_schema()
-        try:
+        with self._refusals_recorded():
             return self._complete(task_id, data)
+
+    @contextmanager
+    def _refusals_recorded(self) -> Iterator[None]:
+        """After the refused command rolled back, the refusal itself becomes part of the record."""
+        try:
+            yield
         except DutyRefused as refusal:
-            self._record_refusal(refusal)  # after the rollback: the refusal itself is part of the record
+            self._record_refusal(refusal)
             raise
 
     def _complete(self, task_id: int | str, data: dict[str, Any]) -> dict[str, Any]:
@@ -351,10 +371,7 @@ class Pmoflow:
             row, user, instance = self._open_task(session, task_id)
             self._check_may_take(row, user)
             run = self._run(session, instance, user.name)
-            if row.form:
-                self._validate_form(run.definition, row.form, data)
-            else:
-                serialization.check_data(data)
+            self._validate_form(run.definition, row.form, data)
             spiff_task = runtime.find_task(run.workflow, row.spiff_task_id)
             if spiff_task is None or not spiff_task.has_state(runtime.TaskState.READY):
                 raise Conflict(f"task {row.id} is no longer waiting for input")
@@ -384,7 +401,7 @@ class Pmoflow:
                     HumanTask.instance_id == instance.id, HumanTask.bpmn_id == rule,
                     HumanTask.state == "completed")))
             if user.name in others:
-                message = (f"segregation of duties: {user.name} may not do '{row.name}' because they "
+                message = (f"segregation of duties: {user.name} may not take '{row.name}' because they "
                            f"{'started this instance' if rule == 'starter' else f'performed task {rule}'}")
                 raise DutyRefused(message, instance.id, row.id, user.name, f"performer differs from {rule}")
             checks.append({"rule": f"performer differs from {rule}", "result": "passed"})
@@ -415,10 +432,9 @@ class Pmoflow:
                 raise Conflict(f"the failed task of instance {instance.id} is gone; it cannot be retried")
             run.log.add("retry", task=runtime._TaskRef(failed.task_spec.bpmn_id, failed.task_spec.bpmn_name),
                         previous_error=instance.error, data=data)
-            run.workflow.reset_from_task_id(failed.id)
-            failed.data.update(data)  # after the reset: a reset re-inherits the parent's data
             instance.status, instance.error = "running", None
-            self._advance(run)
+            run.reset_to(failed, data)
+            self._finish(run)
             return {"instance_id": instance.id, "status": instance.status, "error": instance.error}
 
     def run_due(self, now: datetime | None = None) -> dict[str, Any]:
@@ -445,7 +461,8 @@ class Pmoflow:
                     or instance.status not in ("running", "waiting"):
                 return None  # another worker took it, or it is no longer due
             run = self._run(session, instance, WORKER)
-            self._advance(run)
+            run.catch_up(cutoff)
+            self._finish(run)
             return instance.status
 
 
@@ -465,16 +482,41 @@ def _final_data(workflow) -> dict[str, Any]:
     return dict(task.data) if task is not None else {}
 
 
+ROUTING_KEYS = {"lane_owners", "lane_roles"}
+
+
 def _require_object(data: Any) -> dict[str, Any]:
-    """Every piece of submitted data: a JSON object SpiffWorkflow can store and load back."""
+    """Every piece of submitted data: a JSON object SpiffWorkflow can store and load back, whose keys
+    neither hide the script helpers nor start with an underscore (scripts could not see them)."""
     if not isinstance(data, dict):
         raise InvalidInput("the data must be a JSON object, like {\"field\": \"value\"}")
     serialization.check_data(data)
+    bad = sorted(k for k in data if k.startswith("_") or k in SCRIPT_HELPERS)
+    if bad:
+        raise InvalidInput(f"these field names are reserved (script helpers, or a leading underscore): "
+                           f"{', '.join(bad)}; rename them")
     return data
+
+
+def _only_declared(data: dict[str, Any], schema: dict[str, Any] | None, form: str | None) -> None:
+    """Submitted data may carry only what the form asks for: anything else could rewrite the keys a
+    process routes with (lane_owners, lane_roles, approval queues...). Without a form, routing keys are
+    refused."""
+    if schema is None:
+        extra = sorted(set(data) & ROUTING_KEYS)
+        where = "a task without a form"
+    else:
+        extra = sorted(set(data) - set(schema.get("properties", {})))
+        where = f"form {form}"
+    if extra:
+        raise InvalidInput(f"{where} does not ask for: {', '.join(extra)}; remove these fields")
 
 
 def _int_id(value: int | str, what: str) -> int:
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         raise NotFound(f"no {what} {value!r}: {what} ids are numbers") from None
+    if not 0 < number < 2**31:
+        raise NotFound(f"no {what} {value}")
+    return number

@@ -45,6 +45,8 @@ def handled(fn: Callable) -> Callable:
             if ctx.obj.get("debug"):
                 raise
             fail(exc.message, exc.exit_code, exc.details)
+        except click.ClickException:
+            raise  # usage errors: click prints them and exits 2
         except Exception as exc:  # the last line of defence: no tracebacks for users
             if ctx.obj.get("debug"):
                 raise
@@ -205,11 +207,20 @@ def report_run(result: dict[str, Any], as_json: bool, done: str) -> None:
     else:
         click.echo(f"{done}: {result['status']}")
     if result["status"] == "error":
-        err = result["error"] or {}
-        where = f"task {err.get('bpmn_id')} ({err.get('task_name')})"
-        line = f", line {err['line']}: {err['line_text'].strip()}" if err.get("line") else ""
-        fail(f"instance {result['instance_id']} is in error at {where}{line}: {err.get('message')}; "
+        fail(f"instance {result['instance_id']} is in error {describe_error(result['error'] or {})}; "
              f"fix the cause and run 'pmoflow retry {result['instance_id']}'")
+
+
+def describe_error(err: dict[str, Any]) -> str:
+    """'at task compute (Compute total), line 3: total = 1 / 0: ZeroDivisionError: ...', leaving out what
+    is not known."""
+    where = ""
+    if err.get("bpmn_id"):
+        name = f" ({err['task_name']})" if err.get("task_name") else ""
+        where = f"at task {err['bpmn_id']}{name}"
+    if err.get("line"):
+        where += f", line {err['line']}" + (f": {err['line_text'].strip()}" if err.get("line_text") else "")
+    return f"{where}: {err.get('message', 'unknown error')}".lstrip(": ")
 
 
 @main.command()
@@ -239,8 +250,7 @@ def show(instance: str, as_json: bool) -> None:
     click.echo(f"instance {result['instance_id']}: {result['process_id']} v{result['version']} "
                f"[{result['status']}] started by {result['started_by']} at {result['started_at']}")
     if result["error"]:
-        e = result["error"]
-        click.echo(f"error at {e.get('bpmn_id')} ({e.get('task_name')}) line {e.get('line')}: {e.get('message')}")
+        click.echo(f"error {describe_error(result['error'])}")
     click.echo("data: " + json.dumps(result["data"], indent=2, default=str))
     print_tasks(result["tasks"], "Tasks")
 
@@ -388,7 +398,7 @@ def retry(instance: str, data: str | None, as_json: bool) -> None:
 @handled
 def worker(once: bool, now_text: str | None, interval: float, as_json: bool) -> None:
     """Fire due timers: once, or until SIGTERM or Ctrl-C (finishing the instance in hand)."""
-    now = parse_time(now_text) if now_text else None
+    now = parse_time(now_text) if now_text is not None else None
     stop = threading.Event()
     if not once:
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -14,14 +14,15 @@ from datetime import UTC, datetime
 from SpiffWorkflow.bpmn.specs.event_definitions import timer as spiff_timer
 
 _override: ContextVar[datetime | None] = ContextVar("pmoflow_now", default=None)
+_timers: ContextVar[datetime | None] = ContextVar("pmoflow_timer_now", default=None)
 
 
 class ClockDatetime(datetime):
-    """A datetime whose `now()` answers the engine clock."""
+    """A datetime whose `now()` answers the engine clock (or the timer horizon while one is set)."""
 
     @classmethod
     def now(cls, tz=None):
-        fixed = _override.get()
+        fixed = _timers.get() or _override.get()
         if fixed is None:
             return datetime.now(tz)
         return fixed.astimezone(tz) if tz else fixed.astimezone(UTC).replace(tzinfo=None)
@@ -59,3 +60,14 @@ def frozen(moment: datetime | None) -> Iterator[None]:
         yield
     finally:
         _override.reset(token)
+
+
+@contextmanager
+def timers_at(moment: datetime) -> Iterator[None]:
+    """Let SpiffWorkflow's timers see `moment` as now, while audit times stay real: a worker catching up
+    after an outage fires each timer in the order it came due, and records when it actually fired."""
+    token = _timers.set(as_utc(moment))
+    try:
+        yield
+    finally:
+        _timers.reset(token)

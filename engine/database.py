@@ -54,6 +54,7 @@ class Database:
             event.listen(self.engine, "connect", lambda c, r: setattr(c, "isolation_level", None))
             event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._schema_ok = False
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -89,7 +90,9 @@ class Database:
             raise DatabaseUnavailable(f"cannot reach the database at {self.safe_url}: {exc.orig}") from exc
 
     def check_schema(self) -> None:
-        """Refuse to work on a database that `pmoflow init` has not brought up to date."""
+        """Refuse to work on a database that `pmoflow init` has not brought up to date (checked once)."""
+        if self._schema_ok:
+            return
         head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
         try:
             with self.engine.connect() as conn:
@@ -99,6 +102,7 @@ class Database:
         if current != head:
             state = "has no pmoflow schema" if current is None else f"is at schema {current}, not {head}"
             raise DatabaseUnavailable(f"the database at {self.safe_url} {state}; run 'pmoflow init' first")
+        self._schema_ok = True
 
     def dispose(self) -> None:
         self.engine.dispose()

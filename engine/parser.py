@@ -144,8 +144,9 @@ def _check_expressions(file: Path, doc: etree._ElementTree, findings: Findings) 
 
 
 def _finding(file: Path, el, findings: Findings, message: str) -> None:
+    """Report at the element's line, naming the nearest BPMN element (not an extension) that has an id."""
     owner = el
-    while owner is not None and owner.get("id") is None:
+    while owner is not None and (owner.get("id") is None or etree.QName(owner).namespace != NS["bpmn"]):
         owner = owner.getparent()
     findings.add(file, el.sourceline, owner.get("id") if owner is not None else None, message)
 

@@ -6,14 +6,15 @@ Everything here runs inside the caller's transaction; nothing commits on its own
 from __future__ import annotations
 
 import sys
+from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
-from SpiffWorkflow.bpmn.specs.defaults import ExclusiveGateway, InclusiveGateway
+from SpiffWorkflow.bpmn.specs.defaults import BoundaryEvent, ExclusiveGateway, InclusiveGateway
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
@@ -44,17 +45,44 @@ def _lift_depth_limit() -> None:
 
 _lift_depth_limit()
 
-# Deserialized workflows kept between commands in this process, keyed by instance id and valid only for the
-# lock version they were saved at: a command that finds the row at another version reloads from the row.
-_CACHE: dict[int, tuple[int, BpmnWorkflow]] = {}
-_SPECS: dict[int, serialization.Specs] = {}
+class LruCache(OrderedDict):
+    """A bounded map that forgets the least recently used entry first."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get(self, key, default=None):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return default
+
+    def put(self, key, value) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
 
 
-def specs_of(definition: ProcessDefinition) -> serialization.Specs:
+# Deserialized workflows kept between commands in this process, keyed by database and instance id and valid
+# only for the lock version they were saved at: a command that finds the row at another version reloads it.
+_CACHE = LruCache(256)
+_SPECS = LruCache(64)
+
+
+def _db_key(session) -> str:
+    return session.bind.url.render_as_string(hide_password=False)
+
+
+def specs_of(session, definition: ProcessDefinition) -> serialization.Specs:
     """A definition's specs, restored once per process (they never change once deployed)."""
-    if definition.id not in _SPECS:
-        _SPECS[definition.id] = serialization.load_specs(definition.spec)
-    return _SPECS[definition.id]
+    key = (_db_key(session), definition.id, definition.content_hash)
+    specs = _SPECS.get(key)
+    if specs is None:
+        specs = serialization.load_specs(definition.spec)
+        _SPECS.put(key, specs)
+    return specs
 
 
 class Run:
@@ -64,6 +92,7 @@ class Run:
                  handlers: Mapping[str, Handler], workflow: BpmnWorkflow | None = None) -> None:
         self.session, self.instance, self.definition, self.actor = session, instance, definition, actor
         self.instance_id = instance.id
+        self.cache_key = (_db_key(session), instance.id)
         self.log = InstanceLog(session, instance, actor)
         self.engine = SandboxScriptEngine(handlers, helpers={"process_initiator": lambda: instance.started_by})
         self.workflow = workflow or self._load()
@@ -73,17 +102,17 @@ class Run:
 
     @classmethod
     def new(cls, session, instance, definition, actor, handlers, data: dict[str, Any]) -> Run:
-        spec, subprocess_specs = specs_of(definition)
+        spec, subprocess_specs = specs_of(session, definition)
         workflow = PmoflowWorkflow(spec, subprocess_specs)
         for task in workflow.get_tasks(state=TaskState.READY):
             task.data.update(data)
         return cls(session, instance, definition, actor, handlers, workflow)
 
     def _load(self) -> BpmnWorkflow:
-        cached = _CACHE.pop(self.instance.id, None)
+        cached = _CACHE.pop(self.cache_key, None)
         if cached and cached[0] == self.instance.lock_version:
             return cached[1]
-        return serialization.load_state(self.instance.state, specs_of(self.definition))
+        return serialization.load_state(self.instance.state, specs_of(self.session, self.definition))
 
     # -- running --------------------------------------------------------------------------------------
 
@@ -95,6 +124,29 @@ class Run:
         except (WorkflowTaskException, SpiffWorkflowException) as exc:
             self._fail(exc)
         self._guard_completion()
+
+    def catch_up(self, cutoff: datetime) -> None:
+        """Fire every timer due by `cutoff` in the order they came due, each as of its own due time, so a
+        reminder due on day 5 still fires before an escalation due on day 10 that cancels its task."""
+        previous = None
+        while self.instance.status != "error":
+            due = next_due(self.workflow)
+            if due is None or due > cutoff or due == previous:
+                break
+            previous = due
+            with clock.timers_at(due + timedelta(microseconds=1)):
+                self.advance()
+        self.advance()
+
+    def reset_to(self, task: Task, data: dict[str, Any]) -> None:
+        """Retry: rewind to a failed task, apply corrected data, and run on."""
+        try:
+            self.workflow.reset_from_task_id(task.id)
+            task.data.update(data)  # after the reset: a reset re-inherits the parent's data
+        except (WorkflowTaskException, SpiffWorkflowException) as exc:
+            self._fail(exc)
+            return
+        self.advance()
 
     def complete_human_task(self, spiff_task: Task, data: dict[str, Any]) -> None:
         spiff_task.data.update(data)
@@ -135,7 +187,7 @@ class Run:
             self.log.add("service_called", task=ref, operator=spec.operation_name,
                          result_variable=spec.result_variable, result=task.data.get(spec.result_variable))
         elif isinstance(spec, ExclusiveGateway | InclusiveGateway):
-            taken = [c.task_spec.bpmn_name or c.task_spec.bpmn_id for c in task.children
+            taken = [_visible_name(c) for c in task.children
                      if c.has_state(TaskState.DEFINITE_MASK | TaskState.FINISHED_MASK)]
             self.log.add("gateway", task=ref, taken=taken)
         elif isinstance(spec, CatchingEvent) and isinstance(spec.event_definition, TimerEventDefinition):
@@ -151,6 +203,7 @@ class Run:
             except Exception as exc:  # record what could not be read rather than hide the decision
                 inputs[item.label or item.expression] = f"<error: {exc}>"
         rules = engine.decide(task)
+        rules = rules if table.hit_policy == "COLLECT" else rules[:1]  # FIRST and UNIQUE: the row that fired
         outputs = {o.name or o.label: task.data.get(o.name or o.label) for o in table.outputs}
         matched = [{"id": r.id, "row": r.row_number, "description": r.description} for r in rules]
         self.log.add("decision", task=ref, decision=table.name or table.id, hit_policy=table.hit_policy,
@@ -217,18 +270,32 @@ class Run:
 def after_commit(session) -> None:
     """Keep each workflow this transaction used for the next command on its instance in this process."""
     for run in session.info.pop("runs", []):
-        _CACHE[run.instance_id] = (run.instance.lock_version, run.workflow)
+        _CACHE.put(run.cache_key, (run.instance.lock_version, run.workflow))
 
 
 def after_rollback(session) -> None:
     """A workflow touched by a rolled-back transaction may hold changes that were never stored."""
     for run in session.info.pop("runs", []):
-        _CACHE.pop(run.instance_id, None)
+        _CACHE.pop(run.cache_key, None)
 
 
 def _message(exc: Exception) -> str:
     text = str(exc).splitlines()[0].strip().rstrip(".").strip() if str(exc) else type(exc).__name__
-    return text.replace(":", ": ", 1) if ": " not in text and ":" in text else text
+    text = text.replace(":", ": ", 1) if ": " not in text and ":" in text else text
+    cause = getattr(exc, "exception", None)
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f" ({type(cause).__name__}: {cause})"
+    return text
+
+
+def _visible_name(task: Task) -> str | None:
+    """The designer's name for where a flow leads, looking through SpiffWorkflow's hidden helper tasks
+    (a task with boundary events is reached through an unnamed split)."""
+    spec = task.task_spec
+    if getattr(spec, "bpmn_id", None):
+        return spec.bpmn_name or spec.bpmn_id
+    children = sorted(task.children, key=lambda c: isinstance(c.task_spec, BoundaryEvent))
+    return next((name for name in map(_visible_name, children) if name), None)
 
 
 class _TaskRef:

@@ -137,12 +137,15 @@ def _is_data(key: str, value: Any) -> bool:
     return not key.startswith("_") and not callable(value) and not isinstance(value, ModuleType)
 
 
+STANDARD_HELPERS = {"datetime": datetime, "date": date, "timedelta": timedelta, "Decimal": Decimal}
+SCRIPT_HELPERS = frozenset(STANDARD_HELPERS) | {"process_initiator"}  # names task data may not take
+
+
 class SandboxEnvironment(BasePythonScriptEngineEnvironment):
     """Evaluates expressions and runs scripts in RestrictedPython against a deep copy of task data."""
 
     def __init__(self, helpers: Mapping[str, Any] | None = None, time_limit: float = DEFAULT_TIME_LIMIT):
-        globals_ = {"datetime": datetime, "date": date, "timedelta": timedelta, "Decimal": Decimal}
-        super().__init__({**globals_, **(helpers or {})})
+        super().__init__({**STANDARD_HELPERS, **(helpers or {})})
         self.time_limit = time_limit
 
     def _namespace(self, context: Mapping[str, Any], external: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -7,6 +7,7 @@ without them, so saving and loading an instance never converts its process defin
 from __future__ import annotations
 
 import json
+import math
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -98,5 +99,7 @@ def check_data(data: Any, path: str = "data") -> None:
     elif isinstance(data, list):
         for i, value in enumerate(data):
             check_data(value, f"{path}[{i}]")
+    elif isinstance(data, float) and not math.isfinite(data):
+        raise InvalidInput(f"{path}: {data} is not a finite number")
     elif not isinstance(data, str | int | float | bool | type(None)):
         raise InvalidInput(f"{path}: {type(data).__name__} is not JSON data")
