@@ -28,7 +28,6 @@ from pmoflow.engine.scripting import SCRIPT_HELPERS, Handler
 from pmoflow.engine.views import definition_view, event_view, instance_view, task_view
 
 WORKER = "worker"
-SOD_PROPERTY = "sodDifferentFrom"
 
 
 def bundled_dir(package: str) -> Path:
@@ -168,6 +167,10 @@ class Pmoflow:
                                         .order_by(ProcessDefinition.version.desc()).limit(1))
             if definition is None:
                 raise NotFound(f"no process '{process_id}' is deployed (see 'pmoflow processes')")
+            lane = runtime.start_lane(session, definition)
+            if lane is not None and lane not in actor.role_names:
+                raise PermissionDenied(f"{process_id} is started from the {lane} lane; {actor.name} does not "
+                                       f"hold the role {lane}")
             self._validate_form(definition, definition.start_form, data)
             now = clock.db_now()
             instance = ProcessInstance(definition_id=definition.id, process_id=process_id, version=definition.version,
@@ -260,8 +263,11 @@ class Pmoflow:
                 mine = select(TaskCandidate.task_id).where(or_(
                     (TaskCandidate.kind == "user") & (TaskCandidate.name == user.name),
                     (TaskCandidate.kind == "role") & TaskCandidate.name.in_(user.role_names)))
+                barred = select(TaskCandidate.task_id).where(
+                    (TaskCandidate.kind == "excluded") & (TaskCandidate.name == user.name))
                 query = query.where(or_(HumanTask.assignee == user.name,
-                                        (HumanTask.assignee.is_(None)) & HumanTask.id.in_(mine)))
+                                        (HumanTask.assignee.is_(None)) & HumanTask.id.in_(mine)),
+                                    HumanTask.id.not_in(barred))
             return [task_view(t) for t in session.scalars(query)]
 
     def _task(self, session: Session, task_id: int | str) -> HumanTask:
@@ -296,6 +302,8 @@ class Pmoflow:
 
     def _may_act(self, row: HumanTask, user: User) -> bool:
         for c in row.candidates:
+            if c.kind == "excluded":
+                continue
             if (c.kind == "user" and c.name == user.name) or (c.kind == "role" and c.name in user.role_names):
                 return True
         return False
@@ -304,7 +312,7 @@ class Pmoflow:
         if row.assignee and row.assignee != user.name:
             raise Conflict(f"task {row.id} is claimed by {row.assignee}")
         if row.assignee != user.name and not self._may_act(row, user):
-            who = ", ".join(f"{c.kind} {c.name}" for c in row.candidates)
+            who = ", ".join(f"{c.kind} {c.name}" for c in row.candidates if c.kind != "excluded")
             raise PermissionDenied(f"task {row.id} ({row.name}) is for {who}; {user.name} is not one of them")
 
     def _spiff_task(self, session: Session, row: HumanTask, instance: ProcessInstance):
@@ -390,10 +398,8 @@ class Pmoflow:
     def _check_duties(self, session: Session, row: HumanTask, spiff_task, user: User,
                       instance: ProcessInstance) -> list[dict[str, Any]]:
         """Segregation of duties declared on the task: its performer must differ from the named others."""
-        props = (getattr(spiff_task.task_spec, "extensions", None) or {}).get("properties", {})
-        rules = [r.strip() for r in props.get(SOD_PROPERTY, "").split(",") if r.strip()]
         checks = []
-        for rule in rules:
+        for rule in runtime.duty_rules(spiff_task):
             if rule == "starter":
                 others = {instance.started_by}
             else:

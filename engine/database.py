@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -48,7 +48,11 @@ class Database:
 
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_url(url)
-        self.engine: Engine = create_engine(self.url, future=True)
+        try:
+            self.engine: Engine = create_engine(self.url)
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+            raise DatabaseUnavailable(f"'{url}' is not a database URL pmoflow can use ({exc}); use "
+                                      "sqlite:///FILE or postgresql://USER@HOST:PORT/DBNAME") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "connect", lambda c, r: setattr(c, "isolation_level", None))
@@ -93,6 +97,10 @@ class Database:
         """Refuse to work on a database that `pmoflow init` has not brought up to date (checked once)."""
         if self._schema_ok:
             return
+        path = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        if path and path != ":memory:" and not Path(path).exists():
+            raise DatabaseUnavailable(f"there is no database at {self.safe_url} (no pmoflow schema); "
+                                      "run 'pmoflow init' first")
         head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
         try:
             with self.engine.connect() as conn:

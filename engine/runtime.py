@@ -140,12 +140,16 @@ class Run:
 
     def reset_to(self, task: Task, data: dict[str, Any]) -> None:
         """Retry: rewind to a failed task, apply corrected data, and run on."""
+        parent, recorded = task.parent, task.parent.data
+        parent.data = {**recorded, **data}  # the reset re-inherits (and may re-evaluate) the parent's data
         try:
             self.workflow.reset_from_task_id(task.id)
-            task.data.update(data)  # after the reset: a reset re-inherits the parent's data
+            task.data.update(data)
         except (WorkflowTaskException, SpiffWorkflowException) as exc:
             self._fail(exc)
             return
+        finally:
+            parent.data = recorded  # what the earlier task recorded stays as it was
         self.advance()
 
     def complete_human_task(self, spiff_task: Task, data: dict[str, Any]) -> None:
@@ -237,7 +241,8 @@ class Run:
             self.session.add(row)
             self.session.flush()
             self.log.add("task_ready", task=row, task_id=row.id, lane=row.lane,
-                         candidates=[f"{c.kind}:{c.name}" for c in row.candidates],
+                         candidates=[f"{c.kind}:{c.name}" for c in row.candidates if c.kind != "excluded"],
+                         excluded_by_duties=[c.name for c in row.candidates if c.kind == "excluded"],
                          due=clock.as_utc(row.due).isoformat() if row.due else None)
 
     def _new_row(self, task: Task, now: datetime) -> HumanTask:
@@ -250,8 +255,23 @@ class Run:
             due=_due(task), state="ready", created_at=now,
         )
         kind, names = candidates(task, self.instance.started_by)
-        row.candidates = [TaskCandidate(kind=kind, name=n) for n in names]
+        barred = self._barred_by_duties(task)
+        row.candidates = [TaskCandidate(kind=kind, name=n) for n in names] + [
+            TaskCandidate(kind="excluded", name=n) for n in sorted(barred - (set(names) if kind == "user" else set()))]
         return row
+
+    def _barred_by_duties(self, task: Task) -> set[str]:
+        """Who segregation of duties already keeps off this task, so inboxes do not offer it to them. The
+        check at claim and completion stays the rule; this only keeps inboxes honest."""
+        barred = set()
+        for rule in duty_rules(task):
+            if rule == "starter":
+                barred.add(self.instance.started_by)
+            else:
+                barred.update(self.session.scalars(select(HumanTask.completed_by).where(
+                    HumanTask.instance_id == self.instance.id, HumanTask.bpmn_id == rule,
+                    HumanTask.completed_by.is_not(None))))
+        return barred
 
     def save(self) -> None:
         inst, wf = self.instance, self.workflow
@@ -282,7 +302,7 @@ def after_rollback(session) -> None:
 def _message(exc: Exception) -> str:
     text = str(exc).splitlines()[0].strip().rstrip(".").strip() if str(exc) else type(exc).__name__
     text = text.replace(":", ": ", 1) if ": " not in text and ":" in text else text
-    cause = getattr(exc, "exception", None)
+    cause = getattr(exc, "exception", None) or exc.__cause__ or exc.__context__
     if cause is not None and str(cause) and str(cause) not in text:
         text += f" ({type(cause).__name__}: {cause})"
     return text
@@ -306,6 +326,23 @@ class _TaskRef:
 def _instructions(spec) -> str:
     ext = getattr(spec, "extensions", None) or {}
     return ext.get("instructionsForEndUser") or getattr(spec, "documentation", None) or ""
+
+
+SOD_PROPERTY = "sodDifferentFrom"
+
+
+def duty_rules(task: Task) -> list[str]:
+    """The task's segregation-of-duties rules: `starter` and/or BPMN ids of tasks whose performer differs."""
+    props = (getattr(task.task_spec, "extensions", None) or {}).get("properties", {})
+    return [r.strip() for r in props.get(SOD_PROPERTY, "").split(",") if r.strip()]
+
+
+def start_lane(session, definition: ProcessDefinition) -> str | None:
+    """The lane the process's start event sits in: only holders of that role may start it."""
+    spec, _ = specs_of(session, definition)
+    starts = [t for t in spec.task_specs.values() if type(t).__name__ == "StartEvent"]
+    lanes = {t.lane for t in starts if t.lane}
+    return lanes.pop() if len(lanes) == 1 else None
 
 
 def candidates(task: Task, starter: str) -> tuple[str, list[str]]:

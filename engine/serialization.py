@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -18,6 +19,7 @@ from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+from SpiffWorkflow.util.task import TaskState
 
 from pmoflow.engine.errors import InvalidInput
 from pmoflow.engine.workflow import PmoflowWorkflow
@@ -72,9 +74,76 @@ def load_specs(specs: str) -> Specs:
     return registry.restore(dct["spec"]), {k: registry.restore(v) for k, v in dct["subprocess_specs"].items()}
 
 
+CHECK_ENV = "PMOFLOW_CHECK_STATE"  # set it to compare every incremental dump with a full one (the tests do)
+
+
 def dump_state(workflow: BpmnWorkflow) -> str:
-    """The instance state without its specs."""
-    return SERIALIZER.serialize_json(workflow)
+    """The instance state without its specs, as `serialize_json` would write it.
+
+    A finished task (completed, cancelled) never changes again until a reset changes its state, so its JSON
+    is kept on the workflow object and reused: a save converts only the tasks that are still open, and the
+    cost of a step stops growing with the history (the workflow object lives on in the engine's cache)."""
+    registry = SERIALIZER.registry
+    registry._encoder_mode = True
+    try:
+        text = _dump_workflow(workflow, registry)
+    finally:
+        registry._encoder_mode = False
+    if os.environ.get(CHECK_ENV) and json.loads(text) != json.loads(SERIALIZER.serialize_json(workflow)):
+        raise AssertionError("the incremental state dump differs from a full serialization")
+    return text
+
+
+def _dump_workflow(workflow: BpmnWorkflow, registry) -> str:
+    parts = {
+        **_workflow_fields(workflow, registry),
+        "subprocesses": _Raw("{" + ",".join(
+            f"{json.dumps(str(k))}:{_dump_subworkflow(sp, registry)}" for k, sp in workflow.subprocesses.items()
+        ) + "}"),
+        "bpmn_events": registry.convert(workflow.bpmn_events),
+        "typename": registry.typenames[type(workflow)],
+        SERIALIZER.VERSION_KEY: SERIALIZER.VERSION,
+    }
+    return _join(parts)
+
+
+def _dump_subworkflow(subprocess, registry) -> str:
+    return _join({**_workflow_fields(subprocess, registry), "parent_task_id": str(subprocess.parent_task_id),
+                  "spec": subprocess.spec.name, "typename": registry.typenames[type(subprocess)]})
+
+
+def _workflow_fields(wf, registry) -> dict[str, Any]:
+    """What SpiffWorkflow's WorkflowConverter writes, with the task map assembled from cached parts."""
+    return {
+        "data": registry.convert(registry.clean(wf.data)),
+        "correlations": wf.correlations,
+        "last_task": str(wf.last_task.id) if wf.last_task is not None else None,
+        "success": wf.success,
+        "completed": wf.completed,
+        "tasks": _Raw("{" + ",".join(f'"{t.id}":{_task_json(t, registry)}' for t in wf.tasks.values()) + "}"),
+        "root": str(wf.task_tree.id),
+    }
+
+
+def _task_json(task, registry) -> str:
+    memo = task.workflow.__dict__.setdefault("_pmoflow_task_json", {})
+    key = (task.state, task.last_state_change, tuple(task._children))
+    cached = memo.get(task.id)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    text = json.dumps(registry.convert(task), cls=SERIALIZER._encoder_cls)
+    if task.state & TaskState.FINISHED_MASK:
+        memo[task.id] = (key, text)
+    return text
+
+
+class _Raw(str):
+    """Already-encoded JSON, spliced in as it is."""
+
+
+def _join(parts: dict[str, Any]) -> str:
+    encoded = (v if isinstance(v, _Raw) else json.dumps(v, cls=SERIALIZER._encoder_cls) for v in parts.values())
+    return "{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in zip(parts, encoded, strict=True)) + "}"
 
 
 def load_state(state: str, specs: Specs) -> BpmnWorkflow:

@@ -25,9 +25,11 @@ def instance_view(i: ProcessInstance) -> dict[str, Any]:
 
 
 def task_view(t: HumanTask) -> dict[str, Any]:
+    offered = [c for c in t.candidates if c.kind != "excluded"]
     return {"id": t.id, "instance_id": t.instance_id, "process_id": t.process_id, "name": t.name,
-            "bpmn_id": t.bpmn_id, "lane": t.lane, "candidates": sorted(c.name for c in t.candidates),
-            "candidate_kind": t.candidates[0].kind if t.candidates else None, "assignee": t.assignee,
+            "bpmn_id": t.bpmn_id, "lane": t.lane, "candidates": sorted(c.name for c in offered),
+            "candidate_kind": offered[0].kind if offered else None,
+            "excluded": sorted(c.name for c in t.candidates if c.kind == "excluded"), "assignee": t.assignee,
             "due": _iso(t.due), "state": t.state, "form": t.form, "instructions": t.instructions,
             "created_at": _iso(t.created_at), "completed_by": t.completed_by, "completed_at": _iso(t.completed_at)}
 

@@ -77,3 +77,6 @@ def demo_pmo(make_pmo) -> Pmoflow:
     app = make_pmo("sara.spm")
     app.init()
     return app
+
+# Every save in the tests also makes a full serialization and compares: the incremental dump must match it.
+os.environ.setdefault("PMOFLOW_CHECK_STATE", "1")
