@@ -22,6 +22,11 @@ def _in_state(workflow, state: int) -> list[Task]:
 class PmoflowWorkflow(BpmnWorkflow):
     """A BpmnWorkflow whose engine loop costs what the ready work costs, not what the history weighs."""
 
+    def is_completed(self) -> bool:
+        if not self.completed and not any(t.state & TaskState.NOT_FINISHED_MASK for t in self.tasks.values()):
+            self.completed = True
+        return self.completed
+
     def update_waiting_tasks(self) -> None:
         for task in _in_state(self, TaskState.WAITING):
             task.task_spec._update(task)
