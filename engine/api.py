@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -13,8 +14,9 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from pmoflow.engine import audit, clock, forms, organisation, parser, runtime, serialization
+from pmoflow.engine import audit, clock, forms, organisation, parser, runtime, scenario, serialization
 from pmoflow.engine.database import Database
+from pmoflow.engine.diagram import render_svg
 from pmoflow.engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from pmoflow.engine.models import (
     HumanTask,
@@ -133,6 +135,28 @@ class Pmoflow:
         audit.add_definition_event(session, process.process_id, definition.version, actor, "deployed",
                                    content_hash=digest, files=sorted(process.sources))
         return {**definition_view(definition), "created": True}
+
+    def test(self, paths: list[str | Path]) -> list[dict[str, Any]]:
+        """Run designers' scenario files (test_<name>.json beside the BPMN) without a database."""
+        return [asdict(r) for r in scenario.run_tests(paths, handlers=self.handlers)]
+
+    def diagram(self, process_id: str, version: int | None = None) -> str:
+        """The deployed process drawn as SVG from its diagram interchange."""
+        self.db.check_schema()
+        with self._tx() as session:
+            definition = self._definition(session, process_id, version)
+            return render_svg(bpmn_source(definition, process_id), process_id,
+                              title=f"{definition.name} v{definition.version}")
+
+    def _definition(self, session: Session, process_id: str, version: int | None) -> ProcessDefinition:
+        query = select(ProcessDefinition).where(ProcessDefinition.process_id == process_id)
+        query = query.where(ProcessDefinition.version == version) if version else query.order_by(
+            ProcessDefinition.version.desc()).limit(1)
+        definition = session.scalar(query)
+        if definition is None:
+            which = f" version {version}" if version else ""
+            raise NotFound(f"no process '{process_id}'{which} is deployed (see 'pmoflow processes')")
+        return definition
 
     def processes(self) -> list[dict[str, Any]]:
         self.db.check_schema()
@@ -478,6 +502,14 @@ class DutyRefused(PermissionDenied):
     def __init__(self, message: str, instance_id: int, task_id: int, actor: str, rule: str) -> None:
         super().__init__(message)
         self.instance_id, self.task_id, self.actor, self.rule = instance_id, task_id, actor, rule
+
+
+def bpmn_source(definition: ProcessDefinition, process_id: str) -> str:
+    """The stored BPMN file that defines the process."""
+    for name, text in definition.sources.items():
+        if name.endswith(".bpmn") and f'id="{process_id}"' in text:
+            return text
+    raise NotFound(f"the BPMN source of {process_id} v{definition.version} is not stored")
 
 
 def _final_data(workflow) -> dict[str, Any]:

@@ -175,6 +175,40 @@ def deploy(paths: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"{p['process_id']} {state} version {p['version']}")
 
 
+@main.command("test")
+@click.argument("paths", nargs=-1, required=True)
+@json_option
+@handled
+def test_command(paths: tuple[str, ...], as_json: bool) -> None:
+    """Run scenario files (test_<name>.json beside the BPMN) against processes, without a database."""
+    results = app().test(list(paths))
+    failed = [r for r in results if not r["passed"]]
+    if as_json:
+        emit_json(results)
+    else:
+        for r in results:
+            click.echo(f"{'ok  ' if r['passed'] else 'FAIL'} {r['file']}: {r['case']}: {r['message']}")
+        click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("process_id")
+@click.option("--version", type=int, help="The version to draw (default: the newest).")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Where to write the SVG.")
+@handled
+def diagram(process_id: str, version: int | None, out: str) -> None:
+    """Draw a deployed process as SVG from its BPMN diagram interchange."""
+    svg = app().diagram(process_id, version)
+    try:
+        with open(out, "w") as fh:
+            fh.write(svg)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {out}: {exc.strerror}") from exc
+    click.echo(f"wrote {out}")
+
+
 @main.command()
 @json_option
 @handled
