@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
@@ -467,8 +467,9 @@ class Pmoflow:
             self._finish(run)
             return {"instance_id": instance.id, "status": instance.status, "error": instance.error}
 
-    def run_due(self, now: datetime | None = None) -> dict[str, Any]:
-        """Fire every timer due at `now` (default: the real time), one instance per transaction."""
+    def run_due(self, now: datetime | None = None, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+        """Fire every timer due at `now` (default: the real time), one instance per transaction, row-locked
+        (SKIP LOCKED) so several workers share the work; `should_stop` is asked between instances."""
         self.db.check_schema()
         fired, failed = [], []
         with clock.frozen(now):
@@ -478,6 +479,8 @@ class Pmoflow:
                     ProcessInstance.status.in_(("running", "waiting")), ProcessInstance.next_due <= cutoff)
                     .order_by(ProcessInstance.next_due)))
             for instance_id in due:
+                if should_stop is not None and should_stop():
+                    break
                 result = self._fire(instance_id, cutoff)
                 if result is not None:
                     (failed if result == "error" else fired).append(instance_id)

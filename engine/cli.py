@@ -438,7 +438,7 @@ def worker(once: bool, now_text: str | None, interval: float, as_json: bool) -> 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     while True:
-        result = app().run_due(now)
+        result = app().run_due(now, should_stop=stop.is_set)
         if as_json:
             emit_json(result)
         elif result["fired"] or once:
