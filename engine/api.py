@@ -99,9 +99,23 @@ class Pmoflow:
     # -- definitions ----------------------------------------------------------------------------------
 
     def validate(self, paths: list[str | Path]) -> list[dict[str, Any]]:
-        """Parse and check files without storing anything; raises InvalidProcess listing every problem."""
-        parsed = parser.parse(paths, handlers=set(self.handlers), form_dirs=self.form_dirs)
-        return [{"process_id": p.process_id, "name": p.name, "files": sorted(p.sources)} for p in parsed]
+        """Lint files without storing anything: every finding, errors and warnings, as a dict (file, line, column,
+        severity, element_id, message, hint). Raises InvalidProcess (parser.InvalidFiles, whose `findings` hold
+        them all) when any is an error. Lanes are checked against the roles of the organisation in the database
+        when one is initialised, else against the PMO's standard roles."""
+        from pmoflow.engine.errors import DatabaseUnavailable
+
+        roles = None
+        try:
+            self.db.check_schema()
+            with self._tx() as session:
+                roles = set(session.scalars(select(UserRole.role).distinct())) or None
+        except DatabaseUnavailable:
+            pass  # no database (or not initialised): a designer's check needs none
+        findings = parser.lint(paths, handlers=set(self.handlers), roles=roles or organisation.PMO_ROLES,
+                               form_dirs=self.form_dirs)
+        parser.refuse_errors(findings)
+        return [finding.as_dict() for finding in findings]
 
     def deploy(self, paths: list[str | Path], actor: str | None = None) -> list[dict[str, Any]]:
         """Store each process as a new version, unless an identical version exists already."""
@@ -444,6 +458,439 @@ class Pmoflow:
             audit.InstanceLog(session, instance, refusal.actor).add(
                 "duty_refused", task=row, task_id=row.id, rule=refusal.rule, message=refusal.message)
 
+    # -- versions and migration (engine/migration.py) --------------------------------------------------
+
+    def diff(self, process_id: str, from_version: int | str, to_version: int | str) -> dict[str, Any]:
+        """What changed between two deployed versions of a process: added, removed and changed elements."""
+        from pmoflow.engine import migration
+        self.db.check_schema()
+        with self._tx() as session:
+            return migration.diff(session, process_id, from_version, to_version)
+
+    def migrate(self, instance_id: int | str, to_version: int | str, dry_run: bool = False,
+                reason: str | None = None) -> dict[str, Any]:
+        """Move a running instance to another deployed version of its process when it is safe, recorded as a
+        `migrated` event; raises MigrationRefused (exit 1) with every reason when it is not. A dry run
+        reports the outcome (`would-migrate` or `refused` with reasons) and changes nothing."""
+        from pmoflow.engine import migration
+        self.db.check_schema()
+        with self._tx() as session:
+            actor = "dry-run" if dry_run else self._actor(session).name
+            instance = self._instance(session, instance_id)
+            return migration.migrate(session, instance, to_version, actor, self.handlers, dry_run=dry_run,
+                                     reason=reason)
+
+    def migrate_all(self, process_id: str, from_version: int | str, to_version: int | str, dry_run: bool = False,
+                    progress: Callable[[int, int], None] | None = None, reason: str | None = None) -> dict[str, Any]:
+        """Move every unfinished instance of one version, each in its own transaction: the safe ones move, each
+        refusal is reported with its reasons. `progress(done, total)` is called before and after each one."""
+        from pmoflow.engine import migration
+        self.db.check_schema()
+        with self._tx() as session:
+            if not dry_run:
+                self._actor(session)
+            ids = migration.instances_on(session, process_id, from_version, to_version)
+        results = []
+        if progress is not None:
+            progress(0, len(ids))
+        for done, instance_id in enumerate(ids, 1):
+            results.append(self._migrate_one(instance_id, int(from_version), int(to_version), dry_run, reason))
+            if progress is not None:
+                progress(done, len(ids))
+        return migration.bulk_result(process_id, from_version, to_version, dry_run, results)
+
+    def _migrate_one(self, instance_id: int, from_version: int, to_version: int, dry_run: bool,
+                     reason: str | None) -> dict[str, Any]:
+        from pmoflow.engine import migration
+        from pmoflow.engine.errors import PmoflowError
+        try:
+            with self._tx() as session:
+                actor = "dry-run" if dry_run else self._actor(session).name
+                instance = self._instance(session, instance_id)
+                return migration.migrate(session, instance, to_version, actor, self.handlers, dry_run=dry_run,
+                                         from_version=from_version, reason=reason)
+        except migration.MigrationRefused as refused:
+            return refused.result
+        except PmoflowError as exc:  # a concurrent update, an instance gone: this one is reported, the rest go on
+            return migration.refusal(instance_id, from_version, to_version, exc.message, dry_run)
+
+    # -- audit: queries, verification, reports, archives (engine/audit.py, report.py, archive.py) ------
+
+    def audit_events(self, process: str | None = None, version: int | str | None = None,
+                     instance: int | str | None = None, actor: str | None = None, role: str | None = None,
+                     types: tuple[str, ...] | list[str] = (), task: str | None = None,
+                     since: str | datetime | None = None, until: str | datetime | None = None,
+                     period: str | None = None, where: tuple[str, ...] | list[str] = (), late: bool = False,
+                     by_starter: bool = False, override: str | None = None,
+                     limit: int | None = None) -> list[dict[str, Any]]:
+        """Events across instances, oldest first, filtered on indexed columns and facts (see audit.query).
+        `where` conditions are `payload.path=value` (or `!=`); `override` is `SUBMITTED=RECOMMENDED`;
+        `period` is 2027, 2027-Q1, 2027-03 or 2027-03-31. A filter naming something the record does not
+        know is refused with the valid names."""
+        filters = self._audit_filters(process=process, version=version, instance=instance, actor=actor, role=role,
+                                      types=types, task=task, since=since, until=until, period=period, where=where,
+                                      late=late, by_starter=by_starter, override=override, limit=limit)
+        self.db.check_schema()
+        with self._tx() as session:
+            return [audit.export_view(e) for e in audit.query(session, filters)]
+
+    def _audit_filters(self, since=None, until=None, period=None, version=None, instance=None, types=(), where=(),
+                       **rest: Any) -> audit.Filters:
+        from datetime import timedelta
+
+        if period is not None:
+            if since is not None or until is not None:
+                raise InvalidInput("give --period, or --since/--until, not both")
+            start, end = audit.parse_period(period)
+        else:
+            start = audit.parse_moment(since, "--since") if since is not None else None
+            end = audit.parse_moment(until, "--until", end=True) if until is not None else None
+            if isinstance(until, str) and len(until.strip()) != 10:
+                end = end + timedelta(microseconds=1)  # a time given to the microsecond is included
+        if version is not None:
+            try:
+                version = int(version)
+            except (TypeError, ValueError):
+                raise InvalidInput(f"--version: '{version}' is not a version number") from None
+        instance = _int_id(instance, "instance") if instance is not None else None
+        return audit.Filters(since=start, until=end, version=version, instance=instance, types=tuple(types),
+                             where=tuple(where), **rest)
+
+    def verify_record(self, instance_id: int | str | None = None) -> dict[str, Any]:
+        """Re-compute the hash chains of every instance (or one), the deployment chains of the processes
+        concerned (each stored version must match its `deployed` event) and the archive chain; findings name
+        the stream, kind, instance or process, and the first bad seq."""
+        self.db.check_schema()
+        with self._tx() as session:
+            if instance_id is not None:
+                instance_id = self._known_instance(session, instance_id).id
+            findings = audit.check(session, instance_id)
+            checked = audit.count(session, instance_id)
+            return {"ok": not findings, "checked_events": checked, "findings": findings}
+
+    def _known_instance(self, session: Session, instance_id: int | str) -> ProcessInstance:
+        """The instance, or NotFound saying which archive took it when one did."""
+        try:
+            return self._instance(session, instance_id)
+        except NotFound:
+            archived = audit.archived_message(session, _int_id(instance_id, "instance"))
+            if archived:
+                raise NotFound(archived) from None
+            raise
+
+    def verify_archive(self, path: str | Path) -> dict[str, Any]:
+        """Check an archive file on its own (structure, every chain, the digest), then against this database's
+        record of writing it when the database is at hand: a file edited and re-hashed shows there."""
+        from pmoflow.engine import archive
+        from pmoflow.engine.errors import DatabaseUnavailable
+
+        result = archive.verify_file(path)
+        result["recorded"] = None
+        try:
+            self.db.check_schema()
+            with self._tx() as session:
+                event = archive.recorded(session, result["archive_id"])
+                if event is None:
+                    result["note"] = "this database has no record of writing this archive"
+                else:
+                    result["recorded"] = {"seq": event.seq, "at": clock.as_utc(event.at).isoformat(),
+                                          "actor": event.actor, "digest": event.payload.get("digest")}
+                    if event.payload.get("digest") != result["digest"]:
+                        result["findings"].append({
+                            "line": None, "instance_id": None, "seq": None,
+                            "problem": f"the digest recorded when the archive was written (archive event "
+                                       f"{event.seq}) differs from the file's: the file was changed since"})
+        except DatabaseUnavailable:
+            result["note"] = "no database at hand: the file was checked on its own"
+        result["ok"] = not result["findings"]
+        return result
+
+    def archive(self, before: str | datetime, path: str | Path) -> dict[str, Any]:
+        """Move the history of instances that finished (completed or terminated) before `before` into a new
+        archive file, then remove it from the database, recording the act; see engine/archive.py."""
+        from pmoflow.engine import archive
+
+        moment = audit.parse_moment(before, "--before")
+        target = Path(path)
+        if target.exists():
+            raise InvalidInput(f"{target} exists already; archives are never overwritten: choose a new file")
+        if not target.parent.is_dir():
+            raise InvalidInput(f"cannot write {target}: folder {target.parent} does not exist")
+        self.db.check_schema()
+        with self._tx() as session:
+            actor = self._actor(session)
+            return archive.write(session, target, moment, actor.name, self.db.safe_url)
+
+    def report(self, instance_id: int | str) -> dict[str, Any]:
+        """One instance's audit report as data (see engine/report.py; report.render writes HTML or Markdown)."""
+        from pmoflow.engine import report as reporting
+
+        self.db.check_schema()
+        with self._tx() as session:
+            instance = self._known_instance(session, instance_id)
+            definition = session.get(ProcessDefinition, instance.definition_id)
+            run = self._run(session, instance, "viewer")
+            events = [audit.export_view(e) for e in audit.history(session, instance.id)]
+            findings = audit.check(session, instance.id)
+            verification = {"ok": not findings, "events": len(events), "head_seq": instance.last_seq,
+                            "head_hash": instance.last_hash, "findings": findings}
+            summary = {**instance_view(instance), "process_name": definition.name,
+                       "content_hash": definition.content_hash, "deployed_by": definition.deployed_by,
+                       "deployed_at": clock.as_utc(definition.deployed_at).isoformat()}
+            errored = (instance.error or {}).get("bpmn_id") if instance.status == "error" else None
+            drawing = reporting.diagram(definition.sources, instance.process_id, run.workflow, errored,
+                                        f"{definition.name}: instance {instance.id}")
+            data = audit.to_json_data(_final_data(run.workflow))
+            return reporting.instance_report(summary, events, verification, drawing, data, clock.db_now())
+
+    def process_report(self, process_id: str, since: str | datetime | None = None,
+                       until: str | datetime | None = None, period: str | None = None,
+                       override: str | None = None) -> dict[str, Any]:
+        """One process over a period: instances started in it, cycle times of those completed, time per step,
+        overrides (with `override`), late tasks, duty refusals and administrative acts of the period, and the
+        findings open now (instances in error or suspended, overdue tasks, chains that fail verification)."""
+        import itertools
+        from datetime import timedelta
+
+        from pmoflow.engine import report as reporting
+        from pmoflow.engine.models import Event
+
+        if since is None and period is None:
+            raise InvalidInput("give the period: --since DATE (and --until DATE), or --period 2027-Q1")
+        now = clock.db_now()
+        filters = self._audit_filters(process=process_id, since=since, until=until, period=period,
+                                      override=override)
+        filters.until = filters.until or now + timedelta(microseconds=1)
+        self.db.check_schema()
+        with self._tx() as session:
+            audit.check_filters(session, filters)
+            latest = session.scalar(select(ProcessDefinition).where(ProcessDefinition.process_id == process_id)
+                                    .order_by(ProcessDefinition.version.desc()).limit(1))
+            rows = list(session.scalars(select(ProcessInstance).where(
+                ProcessInstance.process_id == process_id, ProcessInstance.started_at >= filters.since,
+                ProcessInstance.started_at < filters.until).order_by(ProcessInstance.id)))
+            ids = [i.id for i in rows]
+            completions: dict[int, str] = {}
+            steps: list[dict[str, Any]] = []
+            for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
+                events = list(session.scalars(select(Event).where(
+                    Event.instance_id.in_(chunk), Event.type.like("task_%")
+                    | (Event.type == "instance_completed")).order_by(Event.instance_id, Event.seq)))
+                for instance_id, group in itertools.groupby(events, key=lambda e: e.instance_id):
+                    views = [audit.export_view(e) for e in group]
+                    for view in views:
+                        if view["type"] == "instance_completed":
+                            completions[instance_id] = view["at"]
+                    steps += reporting.steps_of(views, now)
+
+            def period_events(**extra: Any) -> list[Event]:
+                return audit.query(session, audit.Filters(process=process_id, since=filters.since,
+                                                          until=filters.until, **extra))
+
+            late = []
+            for e in period_events(late=True):
+                due = session.scalar(select(Event.payload).where(
+                    Event.instance_id == e.instance_id, Event.type == "task_ready",
+                    Event.seq < e.seq, Event.task_bpmn_id == e.task_bpmn_id)
+                    .order_by(Event.seq.desc()).limit(1)) or {}
+                due_at = audit.parse_moment(due["due"], "due") if due.get("due") else None
+                late.append({"instance_id": e.instance_id, "name": e.task_name or e.task_bpmn_id,
+                             "due": due.get("due"), "completed_at": clock.as_utc(e.at).isoformat(),
+                             "completed_by": e.actor,
+                             "late_seconds": (e.at - due_at).total_seconds() if due_at else None})
+            for row in audit.open_tasks_overdue(session, now, process_id):
+                late.append({"instance_id": row.instance_id, "name": row.name,
+                             "due": clock.as_utc(row.due).isoformat(), "completed_at": None, "completed_by": None,
+                             "late_seconds": (now - row.due).total_seconds()})
+            overrides = None
+            if override:
+                submitted_path, recommended_path = audit.parse_override(override)
+                overrides = [{"instance_id": e.instance_id, "seq": e.seq, "at": clock.as_utc(e.at).isoformat(),
+                              "actor": e.actor, "task": e.task_name or e.task_bpmn_id,
+                              "submitted": f"{submitted_path}={self._at_path(e.payload, submitted_path)}",
+                              "recommended": f"{recommended_path}={self._latest_fact(session, e, recommended_path)}"}
+                             for e in period_events(override=override)]
+            refusals = [{"instance_id": e.instance_id, "seq": e.seq, "at": clock.as_utc(e.at).isoformat(),
+                         "actor": e.actor, "task": e.task_name or e.task_bpmn_id, "rule": e.payload.get("rule")}
+                        for e in period_events(types=("duty_refused",))]
+            admin = [{"instance_id": e.instance_id, "seq": e.seq, "at": clock.as_utc(e.at).isoformat(),
+                      "actor": e.actor, "type": e.type, "reason": e.payload.get("reason"),
+                      "before": e.payload.get("before"), "after": e.payload.get("after")}
+                     for e in period_events(types=audit.ADMIN_TYPES)]
+            findings = [{"instance_id": i.id, "kind": i.status,
+                         "detail": (i.error or {}).get("message") if i.status == "error" else
+                         f"suspended since {clock.as_utc(i.updated_at).isoformat()}"}
+                        for i in session.scalars(select(ProcessInstance).where(
+                            ProcessInstance.process_id == process_id,
+                            ProcessInstance.status.in_(("error", "suspended"))).order_by(ProcessInstance.id))]
+            findings += [{"instance_id": t["instance_id"], "kind": "overdue task",
+                          "detail": f"{t['name']} was due {t['due']}"} for t in late if t["completed_at"] is None]
+            findings += [{"instance_id": f["instance_id"], "kind": "record altered",
+                          "detail": f"{f['stream']} (seq {f['seq']}): {f['problem']}"}
+                         for f in audit.check(session, process_id=process_id)]
+            process = {"process_id": process_id, "name": latest.name if latest else process_id,
+                       "latest_version": latest.version if latest else None}
+            period_view = {"since": clock.as_utc(filters.since).isoformat(),
+                           "until": clock.as_utc(filters.until).isoformat()}
+            return reporting.process_report(process, period_view, [instance_view(i) for i in rows], completions,
+                                            steps, overrides, override, late, refusals, admin, findings, now)
+
+    @staticmethod
+    def _at_path(payload: Any, path: str) -> Any:
+        """The value at a payload path like `data.gateDecision` (None when absent)."""
+        value = payload
+        for name in path.split("."):
+            value = value.get(name) if isinstance(value, dict) else None
+        return value
+
+    @staticmethod
+    def _latest_fact(session: Session, event: Any, path: str) -> str | None:
+        """The latest value of an indexed payload path before `event` in its instance (an override's
+        recommendation)."""
+        from pmoflow.engine.models import Event, EventFact
+
+        return session.scalar(select(EventFact.value).join(Event, Event.id == EventFact.event_id).where(
+            EventFact.key == path, Event.instance_id == event.instance_id, Event.seq < event.seq)
+            .order_by(Event.seq.desc()).limit(1))
+
+    # -- administrative acts: each recorded with the data before and after ----------------------------
+
+    def _admin_target(self, session: Session, instance_id: int | str, allowed: tuple[str, ...],
+                      act: str) -> tuple[User, ProcessInstance]:
+        actor = self._actor(session)
+        instance = self._instance(session, instance_id)
+        if instance.status not in allowed:
+            words = ["in error" if s == "error" else s for s in (*allowed, instance.status)]
+            kinds = ", ".join(words[:-2]) + (" or " if len(allowed) > 1 else "") + words[-2]
+            raise Conflict(f"instance {instance.id} is {words[-1]}; it can be {act} only when {kinds}")
+        return actor, instance
+
+    def _open_rows(self, session: Session, instance: ProcessInstance) -> list[dict[str, Any]]:
+        return [{"task_id": t.id, "bpmn_id": t.bpmn_id, "name": t.name, "assignee": t.assignee}
+                for t in session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id,
+                                                                 HumanTask.state == "ready").order_by(HumanTask.id))]
+
+    def suspend(self, instance_id: int | str, reason: str | None = None) -> dict[str, Any]:
+        """Hold an instance: its tasks cannot be completed, claimed or delegated and the worker leaves its timers
+        until it is resumed (overdue timers then fire on the worker's next pass)."""
+        self.db.check_schema()
+        with self._tx() as session:
+            actor, instance = self._admin_target(session, instance_id, ("running", "waiting", "error"), "suspended")
+            before = {"status": instance.status, "open_tasks": self._open_rows(session, instance),
+                      "next_due": clock.as_utc(instance.next_due).isoformat() if instance.next_due else None}
+            audit.InstanceLog(session, instance, actor.name).add(
+                "suspend", reason=reason, before=before, after={"status": "suspended"})
+            instance.status, instance.updated_at = "suspended", clock.db_now()
+            session.flush()
+            return {"instance_id": instance.id, "status": instance.status, "error": instance.error}
+
+    def resume(self, instance_id: int | str, reason: str | None = None) -> dict[str, Any]:
+        """Release a suspended instance: back to error if it was in error, else running (open tasks) or waiting."""
+        self.db.check_schema()
+        with self._tx() as session:
+            actor, instance = self._admin_target(session, instance_id, ("suspended",), "resumed")
+            status = "error" if instance.error else ("running" if self._open_rows(session, instance) else "waiting")
+            audit.InstanceLog(session, instance, actor.name).add(
+                "resume", reason=reason, before={"status": "suspended"}, after={"status": status})
+            instance.status, instance.updated_at = status, clock.db_now()
+            session.flush()
+            return {"instance_id": instance.id, "status": instance.status, "error": instance.error}
+
+    def terminate(self, instance_id: int | str, reason: str | None = None) -> dict[str, Any]:
+        """End an unfinished instance for good: the workflow and its open tasks are cancelled."""
+        self.db.check_schema()
+        with self._tx() as session:
+            actor, instance = self._admin_target(session, instance_id, ("running", "waiting", "error", "suspended"),
+                                                 "terminated")
+            run = self._run(session, instance, actor.name)
+            open_tasks = self._open_rows(session, instance)
+            before = {"status": instance.status, "error": instance.error, "open_tasks": open_tasks,
+                      "data": audit.to_json_data(_final_data(run.workflow))}
+            run.log.add("terminate", reason=reason, before=before,
+                        after={"status": "terminated", "cancelled_tasks": [t["task_id"] for t in open_tasks]})
+            run.workflow.cancel()
+            instance.status = "terminated"
+            run.sync_tasks()
+            run.save()
+            instance.status, instance.next_due, instance.error = "terminated", None, None
+            session.flush()
+            return {"instance_id": instance.id, "status": instance.status, "error": None}
+
+    def skip(self, instance_id: int | str, data: dict[str, Any] | None = None,
+             reason: str | None = None) -> dict[str, Any]:
+        """Mark the failed task of an instance in error as done without running it, with `data` as its
+        result, and run the instance on. A gateway cannot be skipped (it would take every way): retry it."""
+        from SpiffWorkflow.bpmn.specs.defaults import EventBasedGateway, ExclusiveGateway, InclusiveGateway
+        from SpiffWorkflow.exceptions import SpiffWorkflowException
+
+        data = _require_object(data or {})
+        self.db.check_schema()
+        with self._tx() as session:
+            actor, instance = self._admin_target(session, instance_id, ("error",), "skipped")
+            run = self._run(session, instance, actor.name)
+            failed = runtime.find_task(run.workflow, (instance.error or {}).get("task_id") or "")
+            if failed is None:
+                raise Conflict(f"the failed task of instance {instance.id} is gone; it cannot be skipped")
+            spec = failed.task_spec
+            if isinstance(spec, ExclusiveGateway | InclusiveGateway | EventBasedGateway):
+                raise Conflict(f"the failed element {spec.bpmn_id} is a gateway: skipping it cannot choose the way "
+                               f"on; correct the data with 'pmoflow retry {instance.id} --data ...'")
+            before = {"status": "error", "error": instance.error, "data": audit.to_json_data(failed.data)}
+            try:
+                run.workflow.reset_from_task_id(failed.id)
+            except SpiffWorkflowException as exc:
+                raise Conflict(f"the failed task of instance {instance.id} cannot be skipped: {exc}") from None
+            failed.data.update(data)
+            run.log.add("skip", task=runtime._TaskRef(spec.bpmn_id, spec.bpmn_name), reason=reason, before=before,
+                        after={"status": "running", "data": audit.to_json_data(failed.data)})
+            instance.status, instance.error = "running", None
+            try:
+                failed.complete()
+            except SpiffWorkflowException as exc:
+                run._fail(exc)
+            self._advance(run)
+            return {"instance_id": instance.id, "status": instance.status, "error": instance.error}
+
+    def edit_data(self, instance_id: int | str, values: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
+        """An administrative change of the data the instance is at (its open tasks, waiting events and running
+        subprocesses), recorded with each field's value before and after. For an instance in error, correct the
+        data with retry or skip instead: the failed task re-reads its data from the step before it."""
+        from SpiffWorkflow.util.task import TaskState
+
+        values = _require_object(values)
+        if not values:
+            raise InvalidInput("nothing to set: give a JSON object of the fields to change, like {\"budget\": 100}")
+        routing = sorted(set(values) & ROUTING_KEYS)
+        if routing:
+            raise InvalidInput(f"{', '.join(routing)} route tasks as they become ready; changing them now would not "
+                               "re-route the open tasks: delegate the task instead")
+        self.db.check_schema()
+        with self._tx() as session:
+            actor, instance = self._admin_target(session, instance_id, ("running", "waiting", "suspended", "error"),
+                                                 "edited")
+            if instance.error:
+                raise Conflict(f"instance {instance.id} is in error: correct its data with 'pmoflow retry "
+                               f"{instance.id} --data ...' or 'pmoflow skip {instance.id} --data ...'")
+            run = self._run(session, instance, actor.name)
+            at = [t for wf in run.workflow.all_workflows() for t in wf.tasks.values()
+                  if t.has_state(TaskState.READY | TaskState.WAITING | TaskState.STARTED)]
+            if not at:
+                raise Conflict(f"instance {instance.id} is at no task whose data could be changed")
+            before = {}
+            for key in values:
+                holder = next((t for t in at if key in t.data), None)
+                if holder is not None:
+                    before[key] = audit.to_json_data(holder.data[key])
+            for task in at:
+                task.data.update(audit.to_json_data(values))
+            names = sorted({t.task_spec.bpmn_id for t in at if getattr(t.task_spec, "bpmn_id", None)})
+            run.log.add("data_edit", reason=reason, tasks=names, before=before, after=audit.to_json_data(values))
+            instance.state = serialization.dump_state(run.workflow)
+            instance.updated_at = clock.db_now()
+            session.flush()
+            return {"instance_id": instance.id, "status": instance.status, "tasks": names, "before": before,
+                    "after": values}
+
     # -- repair and timers ----------------------------------------------------------------------------
 
     def retry(self, instance_id: int | str, data: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -460,8 +907,11 @@ class Pmoflow:
             failed = runtime.find_task(run.workflow, instance.error.get("task_id") or "")
             if failed is None:
                 raise Conflict(f"the failed task of instance {instance.id} is gone; it cannot be retried")
+            inherited = failed.parent.data if failed.parent is not None else failed.data
+            before = {"status": instance.status, "error": instance.error, "data": audit.to_json_data(failed.data)}
+            after = {"status": "running", "data": audit.to_json_data({**inherited, **data})}  # what it re-runs with
             run.log.add("retry", task=runtime._TaskRef(failed.task_spec.bpmn_id, failed.task_spec.bpmn_name),
-                        previous_error=instance.error, data=data)
+                        previous_error=instance.error, data=data, before=before, after=after)
             instance.status, instance.error = "running", None
             run.reset_to(failed, data)
             self._finish(run)

@@ -153,12 +153,31 @@ def users(as_json: bool) -> None:
 @json_option
 @handled
 def validate(paths: tuple[str, ...], as_json: bool) -> None:
-    """Check BPMN/DMN files without deploying them."""
-    result = app().validate(list(paths))
+    """Lint BPMN/DMN files, their forms, handlers and lanes, without deploying them.
+
+    Prints every finding as FILE:LINE:COLUMN: error|warning: ELEMENT-ID: MESSAGE (hint: ...), or with --json a
+    list of finding objects; exits 1 when any finding is an error. A PATH may be a folder, or a SpiffWorkflow
+    modeler process-model folder (with process_model.json).
+    """
+    from pmoflow.engine.parser import Finding
+
+    try:
+        findings = app().validate(list(paths))
+    except PmoflowError as exc:
+        findings = getattr(exc, "findings", None)
+        if findings is None:
+            raise
     if as_json:
-        return emit_json(result)
-    for p in result:
-        click.echo(f"ok: {p['process_id']} ({p['name']}): {', '.join(p['files'])}")
+        emit_json(findings)
+    else:
+        for finding in findings:
+            click.echo(str(Finding(**finding)))
+    errors = sum(1 for f in findings if f["severity"] == "error")
+    warnings = f"{len(findings) - errors} warning(s)" if len(findings) > errors else ""
+    if errors:
+        raise PmoflowError(f"{errors} problem(s) found" + (f" and {warnings}" if warnings else ""))
+    if not as_json:
+        click.echo("ok: no errors" + (f", {warnings}" if warnings else ""))
 
 
 @main.command()
@@ -458,23 +477,362 @@ def parse_time(text: str) -> datetime:
 
 @main.group()
 def audit() -> None:
-    """The audit record: verify it has not been altered."""
+    """The audit record: verify it, query it across instances, archive finished instances."""
 
 
 @audit.command("verify")
 @click.argument("instance", required=False)
+@click.option("--file", "archive_file", type=click.Path(dir_okay=False),
+              help="Check an archive file written by 'audit archive' instead of the database.")
 @json_option
 @handled
-def audit_verify(instance: str | None, as_json: bool) -> None:
-    """Re-compute the hash chains of every instance (or one) and report the first broken link of each."""
-    result = app().verify(instance)
+def audit_verify(instance: str | None, archive_file: str | None, as_json: bool) -> None:
+    """Re-compute the hash chains of every instance (or one) and of the processes' deployments, and report the
+    first broken link of each, by instance (or process) and sequence number. With --file, check an archive."""
+    if archive_file is not None:
+        if instance is not None:
+            raise click.UsageError("give an INSTANCE or --file, not both")
+        return verify_archive_file(archive_file, as_json)
+    result = app().verify_record(instance)
     if as_json:
         emit_json(result)
     elif result["ok"]:
-        click.echo(f"ok: {result['checked_events']} events, every chain intact")
+        click.echo(f"ok: {result['checked_events']} events, every chain intact (instances and deployments)")
     if not result["ok"]:
         fail("the audit record was changed outside pmoflow", 1,
              [f"{f['stream']}: {f['problem']}" for f in result["findings"]])
+
+
+def verify_archive_file(path: str, as_json: bool) -> None:
+    result = app().verify_archive(path)
+    if as_json:
+        emit_json(result)
+    elif result["ok"]:
+        recorded = (f"; recorded in this database as archive event {result['recorded']['seq']} "
+                    f"({result['recorded']['at']}, by {result['recorded']['actor']})") if result["recorded"] else \
+            f"; {result.get('note')}"
+        click.echo(f"ok: archive {path} verifies: {result['instances']} instances, {result['events']} events, "
+                   f"digest {result['digest']}{recorded}")
+    if not result["ok"]:
+        fail(f"the archive {path} was changed after it was written", 1,
+             [(f"line {f['line']}: " if f["line"] else "")
+              + (f"instance {f['instance_id']}, " if f["instance_id"] is not None else "") + f["problem"]
+              for f in result["findings"]])
+
+
+@main.command("diff")
+@click.argument("process_id")
+@click.argument("from_version", type=int)
+@click.argument("to_version", type=int)
+@json_option
+@handled
+def diff_versions(process_id: str, from_version: int, to_version: int, as_json: bool) -> None:
+    """List the elements added, removed and changed between two deployed versions of a process."""
+    result = app().diff(process_id, from_version, to_version)
+    if as_json:
+        return emit_json(result)
+    title = f"{process_id}: v{result['from_version']} -> v{result['to_version']}"
+    if not result["changes"]:
+        click.echo(f"{title}: no differences")
+        return
+    table(title, ["change", "element", "kind", "name", "details"],
+          [[c["change"], c["element"] if c["process"] == process_id else f"{c['process']}/{c['element']}",
+            c["kind"], c["name"], "; ".join(c["details"])] for c in result["changes"]])
+    counts = result["summary"]
+    click.echo(f"{counts['added']} added, {counts['removed']} removed, {counts['changed']} changed")
+
+
+@main.command()
+@click.argument("instance", required=False)
+@click.option("--to-version", type=int, required=True, help="The deployed version to move to.")
+@click.option("--process", "process_id", help="Move every unfinished instance of this process (with --from-version).")
+@click.option("--from-version", type=int, help="With --process: the version whose instances move.")
+@click.option("--dry-run", is_flag=True, help="List what would move, and why each refused one is unsafe; change "
+                                              "nothing.")
+@click.option("--reason", help="Why: recorded with each move.")
+@json_option
+@handled
+def migrate(instance: str | None, to_version: int, process_id: str | None, from_version: int | None,
+            dry_run: bool, reason: str | None, as_json: bool) -> None:
+    """Move a running instance, or every instance of one version, to another version when it is safe.
+
+    Safe: every task that ran, runs or waits is on an element the new version keeps unchanged (a completed
+    task's outgoing flows too; steps may be added after a waiting one). Each move is recorded in the instance's
+    history; a refused instance is left exactly as it was. Exit 1 when any is refused (a dry run only reports)."""
+    from pmoflow.engine.migration import MigrationRefused
+
+    if (instance is None) == (process_id is None):
+        raise click.UsageError("give an INSTANCE, or --process P --from-version N (not both)")
+    if instance is not None and from_version is not None:
+        raise click.UsageError("--from-version goes with --process; an instance moves from the version it is on")
+    if process_id is not None and from_version is None:
+        raise click.UsageError("--process needs --from-version")
+    if instance is not None:
+        try:
+            result = app().migrate(instance, to_version, dry_run, reason=reason)
+        except MigrationRefused as refused:
+            if as_json:
+                emit_json(refused.result)
+            raise
+        return emit_json(result) if as_json else print_migration(result)
+    with MigrationProgress(process_id, from_version, to_version, enabled=not as_json) as progress:
+        result = app().migrate_all(process_id, from_version, to_version, dry_run, progress=progress, reason=reason)
+    if as_json:
+        emit_json(result)
+    else:
+        print_bulk_migration(result)
+    if result["refused"] and not dry_run:
+        fail(f"{len(result['refused'])} instance(s) of {process_id} could not move to v{to_version} and were left "
+             f"as they were: " + ", ".join(str(r["instance_id"]) for r in result["refused"]))
+
+
+def print_migration(result: dict[str, Any]) -> None:
+    moved = f"instance {result['instance_id']}: v{result['from_version']} -> v{result['to_version']}"
+    if result["outcome"] == "migrated":
+        click.echo(f"{moved}: migrated ({result['status']})")
+    elif result["outcome"] == "would-migrate":
+        click.echo(f"{moved}: would migrate (dry run: nothing changed)")
+    else:
+        click.echo(f"{moved}: would be refused (dry run):")
+        for reason in result["reasons"]:
+            click.echo(f"  - {reason['message']}")
+
+
+def print_bulk_migration(result: dict[str, Any]) -> None:
+    span = f"{result['process_id']} v{result['from_version']} -> v{result['to_version']}"
+    if not result["instances"]:
+        click.echo(f"{span}: no unfinished instances on v{result['from_version']}")
+        return
+    table(f"Migration of {span}" + (" (dry run: nothing changed)" if result["dry_run"] else ""),
+          ["instance", "outcome", "why"],
+          [[r["instance_id"], r["outcome"], "; ".join(x["message"] for x in r["reasons"])]
+           for r in result["instances"]])
+    if result["dry_run"]:
+        click.echo(f"{len(result['would_migrate'])} would migrate, {len(result['refused'])} would be refused")
+    else:
+        click.echo(f"{len(result['migrated'])} migrated, {len(result['refused'])} refused")
+
+
+class MigrationProgress:
+    """A progress bar on stderr for a bulk migration of more than one instance; nothing otherwise."""
+
+    def __init__(self, process_id: str, from_version: int, to_version: int, enabled: bool) -> None:
+        self.label = f"migrating {process_id} v{from_version} -> v{to_version}"
+        self.enabled, self.bar, self.task = enabled, None, None
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        if not self.enabled or total < 2:
+            return
+        if self.bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                console=Console(stderr=True, highlight=False))
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc_info) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+# -- the auditor's commands: queries, reports, archives ---------------------------------------------------
+
+
+def period_options(fn: Callable) -> Callable:
+    for option in reversed([
+        click.option("--since", help="From this date or time (ISO, UTC unless a zone is given)."),
+        click.option("--until", help="Up to this date (inclusive) or time."),
+        click.option("--period", help="A whole period instead: 2027, 2027-Q1, 2027-03 or 2027-03-31."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def write_output(text: str, output: str | None) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {output}: {exc.strerror}") from None
+    click.echo(f"written to {output}", err=True)
+
+
+@audit.command("events")
+@click.option("--process", help="Only this process (its id).")
+@click.option("--version", help="Only this process version.")
+@click.option("--instance", help="Only this instance.")
+@click.option("--actor", help="Only what this user did.")
+@click.option("--role", help="Only what was done by holders of this role (at the time).")
+@click.option("--type", "types", multiple=True, help="Only this event type (repeatable): task_completed, "
+                                                     "decision, gateway, retry, skip, ...")
+@click.option("--task", help="Only events of this task (its BPMN id).")
+@period_options
+@click.option("--where", multiple=True, metavar="PATH=VALUE",
+              help="A payload field's value (repeatable), e.g. data.gateDecision=Stop, outputs.recommendation!=Go; "
+                   "values compare as text (true, false, 12).")
+@click.option("--late", is_flag=True, help="Only tasks completed after their due time.")
+@click.option("--by-starter", is_flag=True, help="Only tasks completed by the person who started the instance.")
+@click.option("--override", metavar="SUBMITTED=RECOMMENDED",
+              help="Only submissions that differ from the latest recommendation before them in the instance, "
+                   "e.g. data.gateDecision=outputs.recommendation.")
+@click.option("--limit", type=int, help="At most this many events (the oldest first).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+@json_option
+@handled
+def audit_events(process, version, instance, actor, role, types, task, since, until, period, where, late,
+                 by_starter, override, limit, fmt, output, as_json) -> None:
+    """Events across instances, filtered; every filter is answered from an index.
+
+    Every override of a quarter: --period 2027-Q1 --override data.gateDecision=outputs.recommendation.
+    Every late task of a quarter: --period 2027-Q1 --late.
+    """
+    import csv
+    import io
+
+    from pmoflow.engine.audit import CSV_COLUMNS, csv_row
+
+    events = app().audit_events(process=process, version=version, instance=instance, actor=actor, role=role,
+                                types=types, task=task, since=since, until=until, period=period, where=where,
+                                late=late, by_starter=by_starter, override=override, limit=limit)
+    fmt = "json" if as_json else fmt
+    if fmt == "json":
+        return write_output(json.dumps(events, indent=2, default=str) + "\n", output)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(csv_row(e) for e in events)
+        return write_output(buffer.getvalue(), output)
+    if output is not None:
+        raise click.UsageError("--output goes with --format json or csv")
+    if not events:
+        click.echo("no events match these filters")
+        return
+    table(f"{len(events)} event(s)", ["instance", "seq", "at", "actor", "event", "task", "details"],
+          [[e["instance_id"] if e["instance_id"] is not None else e["stream"], e["seq"], e["at"], e["actor"],
+            e["type"], e["task_name"] or e["task"] or "", json.dumps(e["payload"], default=str)[:120]]
+           for e in events])
+
+
+@audit.command("archive")
+@click.option("--before", required=True, help="Archive instances that finished before this date or time.")
+@click.option("--to", "path", required=True, type=click.Path(dir_okay=False), help="The new archive file.")
+@json_option
+@handled
+def audit_archive(before: str, path: str, as_json: bool) -> None:
+    """Move completed and terminated instances' history into a verifiable file, then remove it from the database.
+
+    The file holds every event with its hashes and a digest of its own; 'audit verify --file FILE' checks it.
+    The act is recorded in the database's archive chain. Normal operation never removes history.
+    """
+    result = app().archive(before, path)
+    if as_json:
+        return emit_json(result)
+    if not result["instances"]:
+        click.echo(f"no completed or terminated instance finished before {before}: nothing archived, no file written")
+        return
+    click.echo(f"archived {result['instances']} instance(s), {result['events']} events, to {result['file']} "
+               f"(digest {result['digest']}); removed them from the database (archive event {result['recorded_as']})")
+
+
+@main.command()
+@click.argument("instance", required=False)
+@click.option("--process", "process_id", help="A report on this process over a period, instead of one instance.")
+@period_options
+@click.option("--override", metavar="SUBMITTED=RECOMMENDED",
+              help="With --process: list the submissions that differ from their recommendation, e.g. "
+                   "data.gateDecision=outputs.recommendation.")
+@click.option("--format", "fmt", type=click.Choice(["html", "md", "json"]), default="md", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+@json_option
+@handled
+def report(instance: str | None, process_id: str | None, since: str | None, until: str | None, period: str | None,
+           override: str | None, fmt: str, output: str | None, as_json: bool) -> None:
+    """An audit report: of one INSTANCE (summary, verification, diagram with the path taken, timeline, time per
+    step, decisions and rules, duties, administrative acts), or of a --process over a period (counts, cycle
+    times, overrides, late tasks, open findings). --format html gives one self-contained file."""
+    from pmoflow.engine.report import render
+
+    if (instance is None) == (process_id is None):
+        raise click.UsageError("give an INSTANCE, or --process P with --since DATE or --period P (not both)")
+    if instance is not None:
+        if since or until or period or override:
+            raise click.UsageError("--since, --until, --period and --override go with --process")
+        result = app().report(instance)
+    else:
+        result = app().process_report(process_id, since=since, until=until, period=period, override=override)
+    write_output(render(result, "json" if as_json else fmt), output)
+
+
+def admin_options(fn: Callable) -> Callable:
+    fn = json_option(fn)
+    return click.option("--reason", help="Why: recorded with the act.")(fn)
+
+
+def report_admin(result: dict[str, Any], as_json: bool, done: str) -> None:
+    emit_json(result) if as_json else click.echo(f"instance {result['instance_id']} {done}: {result['status']}")
+
+
+@main.command()
+@click.argument("instance")
+@admin_options
+@handled
+def suspend(instance: str, reason: str | None, as_json: bool) -> None:
+    """Hold an instance: its tasks cannot be completed and the worker leaves it until it is resumed."""
+    report_admin(app().suspend(instance, reason), as_json, "suspended")
+
+
+@main.command()
+@click.argument("instance")
+@admin_options
+@handled
+def resume(instance: str, reason: str | None, as_json: bool) -> None:
+    """Release a suspended instance (timers that came due meanwhile fire on the worker's next pass)."""
+    report_admin(app().resume(instance, reason), as_json, "resumed")
+
+
+@main.command()
+@click.argument("instance")
+@admin_options
+@handled
+def terminate(instance: str, reason: str | None, as_json: bool) -> None:
+    """End an unfinished instance for good, cancelling its open tasks."""
+    report_admin(app().terminate(instance, reason), as_json, "terminated")
+
+
+@main.command()
+@click.argument("instance")
+@with_data
+@admin_options
+@handled
+def skip(instance: str, data: str | None, data_file: str | None, reason: str | None, as_json: bool) -> None:
+    """Mark the failed task of an instance in error as done without running it (with --data as its result),
+    and run the instance on."""
+    result = app().skip(instance, parse_data(data, data_file), reason)
+    report_run(result, as_json, f"instance {result['instance_id']}: failed task skipped")
+
+
+@main.command("data")
+@click.argument("instance")
+@click.option("--set", "values", required=True, help="The fields to change, as a JSON object.")
+@admin_options
+@handled
+def edit_data(instance: str, values: str, reason: str | None, as_json: bool) -> None:
+    """Change the data an instance is at (its open tasks and waiting events); recorded with before and after."""
+    result = app().edit_data(instance, parse_data(values, None), reason)
+    if as_json:
+        return emit_json(result)
+    click.echo(f"instance {result['instance_id']}: set {json.dumps(result['after'], default=str)} "
+               f"(was {json.dumps(result['before'], default=str)}) at {', '.join(result['tasks'])}")
 
 
 @main.command()

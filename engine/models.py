@@ -118,6 +118,11 @@ class Event(Base):
         UniqueConstraint("stream", "seq"),
         Index("ix_events_type_at", "type", "at"),
         Index("ix_events_actor", "actor"),
+        # Auditors' queries across instances (pmoflow audit events, reports) filter on these.
+        Index("ix_events_at", "at"),
+        Index("ix_events_instance_seq", "instance_id", "seq"),
+        Index("ix_events_process_at", "process_id", "at"),
+        Index("ix_events_task_at", "task_bpmn_id", "at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -134,3 +139,21 @@ class Event(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class EventFact(Base):
+    """An index of what auditors filter on, written with each event: one row per (key, value).
+
+    Keys are payload paths (`data.gateDecision`, `outputs.recommendation`, `taken`, ...) and derived facts
+    starting with `@` (`@role`, `@late`, `@by_starter`); see `pmoflow.engine.audit.facts_of`. The payload
+    stays the record (and what the hash covers); these rows only let a query find events by their content
+    through the (key, value) index instead of reading every payload.
+    """
+
+    __tablename__ = "event_facts"
+    __table_args__ = (Index("ix_event_facts_lookup", "key", "value", "event_id"),)
+
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200), primary_key=True)
+    event: Mapped[Event] = relationship()

@@ -378,9 +378,12 @@ def _timer_value(value: Any) -> datetime | None:
     return None
 
 
+TIMER_EVENT_TYPES = {"TimeDateEventDefinition", "DurationTimerEventDefinition", "CycleTimerEventDefinition"}
+
+
 def next_due(workflow: BpmnWorkflow) -> datetime | None:
     """The earliest time a waiting timer of this workflow comes due, for the worker's index."""
-    times = [_timer_value(e.value) for e in workflow.waiting_events() if "Timer" in e.event_type]
+    times = [_timer_value(e.value) for e in workflow.waiting_events() if e.event_type in TIMER_EVENT_TYPES]
     times = [t for t in times if t is not None]
     return min(times) if times else None
 

@@ -8,11 +8,17 @@ copy of the task data so a script can never mutate nested data shared with earli
 from __future__ import annotations
 
 import ast
+import calendar
 import copy
+import decimal
 import json
 import operator
+import random
+import re
 import sys
 import time
+import uuid
+from collections import namedtuple
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -48,7 +54,7 @@ _INPLACE = {
 
 _EXTRA_BUILTINS = {
     name: getattr(__import__("builtins"), name)
-    for name in ("all", "any", "dict", "enumerate", "filter", "list", "map", "max", "min", "reversed",
+    for name in ("all", "any", "dict", "enumerate", "filter", "format", "list", "map", "max", "min", "reversed",
                  "set", "sorted", "sum", "tuple", "zip", "frozenset")
 }
 
@@ -137,7 +143,42 @@ def _is_data(key: str, value: Any) -> bool:
     return not key.startswith("_") and not callable(value) and not isinstance(value, ModuleType)
 
 
-STANDARD_HELPERS = {"datetime": datetime, "date": date, "timedelta": timedelta, "Decimal": Decimal}
+def _namespace(name: str, **members: Any) -> tuple:
+    """A read-only stand-in for a module: only the listed members. Never the module itself, whose other
+    attributes (uuid.os, random._os, json.decoder ...) lead out of the sandbox; a named tuple also cannot be
+    rebound (`json.dumps = ...` fails), so one script cannot change what the next one gets."""
+    return namedtuple(name, members)(**members)
+
+
+# The helpers every script, condition and decision sees: those of the SpiffWorkflow modeler's engine
+# (spiff-arena: datetime and timedelta are the classes; time, json, decimal, re, uuid, calendar and random are
+# modules there and read-only namespaces of their safe members here), plus date and Decimal. Task data may not
+# use these names (SCRIPT_HELPERS).
+STANDARD_HELPERS = {
+    "datetime": datetime, "date": date, "timedelta": timedelta, "Decimal": Decimal,
+    "time": _namespace("time", time=time.time, strftime=time.strftime, gmtime=time.gmtime,
+                       localtime=time.localtime, mktime=time.mktime),
+    "json": _namespace("json", dumps=json.dumps, loads=json.loads, JSONDecodeError=json.JSONDecodeError),
+    "decimal": _namespace("decimal", Decimal=decimal.Decimal, InvalidOperation=decimal.InvalidOperation,
+                          **{n: getattr(decimal, n) for n in ("ROUND_UP", "ROUND_DOWN", "ROUND_CEILING",
+                                                              "ROUND_FLOOR", "ROUND_HALF_UP", "ROUND_HALF_DOWN",
+                                                              "ROUND_HALF_EVEN", "ROUND_05UP")}),
+    "re": _namespace("re", **{n: getattr(re, n) for n in (
+        "match", "search", "sub", "subn", "findall", "finditer", "fullmatch", "split", "compile", "escape",
+        "error", "IGNORECASE", "I", "MULTILINE", "M", "DOTALL", "S", "VERBOSE", "X", "ASCII", "A")}),
+    "uuid": _namespace("uuid", uuid4=uuid.uuid4, uuid5=uuid.uuid5, uuid3=uuid.uuid3, UUID=uuid.UUID,
+                       NAMESPACE_DNS=uuid.NAMESPACE_DNS, NAMESPACE_URL=uuid.NAMESPACE_URL),
+    "calendar": _namespace("calendar", monthrange=calendar.monthrange, isleap=calendar.isleap,
+                           leapdays=calendar.leapdays, weekday=calendar.weekday,
+                           monthcalendar=calendar.monthcalendar, timegm=calendar.timegm,
+                           month_name=tuple(calendar.month_name), month_abbr=tuple(calendar.month_abbr),
+                           day_name=tuple(calendar.day_name), day_abbr=tuple(calendar.day_abbr),
+                           **{n: int(getattr(calendar, n)) for n in ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY",
+                                                                     "FRIDAY", "SATURDAY", "SUNDAY")}),
+    "random": _namespace("random", random=random.random, randint=random.randint, randrange=random.randrange,
+                         choice=random.choice, choices=random.choices, shuffle=random.shuffle,
+                         sample=random.sample, uniform=random.uniform),
+}
 SCRIPT_HELPERS = frozenset(STANDARD_HELPERS) | {"process_initiator"}  # names task data may not take
 
 

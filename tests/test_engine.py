@@ -63,7 +63,8 @@ def test_invalid_bpmn_lists_every_error_with_line_and_element_and_stores_nothing
         pmo.deploy([broken])
     assert len(err.value.details) == 2
     script_line = text.splitlines().index("      <bpmn:script>total = = 2") + 1
-    assert f"{broken}:{script_line}: compute: script: syntax error: invalid syntax" in err.value.details
+    column = text.splitlines()[script_line - 1].index("= 2") + 1  # the second '=', where Python stops
+    assert f"{broken}:{script_line}:{column}: error: compute: script: syntax error: invalid syntax" in err.value.details
     assert any(":approved_gw" not in d and "f_approved: condition" in d for d in err.value.details)
     assert pmo.processes() == before
 

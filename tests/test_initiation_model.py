@@ -540,7 +540,8 @@ def test_timers_are_quoted_iso_durations():
 
 def test_service_operators_match_handler_signatures():
     operators = xp("//spiffworkflow:serviceTaskOperator")
-    assert {op.get("id") for op in operators} == set(workflows.HANDLERS)
+    initiation_handlers = {name for name in workflows.HANDLERS if name.startswith("initiation.")}
+    assert {op.get("id") for op in operators} == initiation_handlers
     for op in operators:
         handler = workflows.HANDLERS[op.get("id")]
         signature = inspect.signature(handler)

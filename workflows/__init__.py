@@ -5,6 +5,7 @@ looks the id up in :data:`HANDLERS` and calls the function with the evaluated pa
 arguments. Handlers are plain functions: no database, no engine imports.
 """
 
+from . import capa, internal_audit, quality_gate
 from .project_initiation import create_project, notify, register_request, search_lessons
 
 HANDLERS = {
@@ -12,6 +13,19 @@ HANDLERS = {
     "initiation.search_lessons": search_lessons,
     "initiation.create_project": create_project,
     "initiation.notify": notify,
+    "audit.register_audit": internal_audit.register_audit,
+    "audit.check_independence": internal_audit.check_independence,
+    "audit.notify": internal_audit.notify,
+    "audit.send_report": internal_audit.send_report,
+    "audit.close_audit": internal_audit.close_audit,
+    "capa.open": capa.open_capa,
+    "capa.escalate": capa.escalate,
+    "capa.request_qms_change": capa.request_qms_change,
+    "gate.load_checklist": quality_gate.load_checklist,
+    "gate.check_baseline": quality_gate.check_baseline,
+    "gate.metrics_snapshot": quality_gate.metrics_snapshot,
+    "gate.open_next_stage": quality_gate.open_next_stage,
+    "gate.request_closure": quality_gate.request_closure,
 }
 
 __all__ = ["HANDLERS"]
