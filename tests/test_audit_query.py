@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import random
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -15,13 +14,12 @@ from types import SimpleNamespace
 import pytest
 from alembic import command
 from click.testing import CliRunner
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select, text
 
-from conftest import FIXTURES, PG_URL, TEST_ORG, all_handlers
+from conftest import FIXTURES, TEST_ORG, all_handlers, fresh_database
 from pmoflow.engine import audit, clock
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.cli import main
-from pmoflow.engine.database import resolve_url
 from pmoflow.engine.errors import InvalidInput, NotFound
 from pmoflow.engine.models import EventFact, ProcessDefinition, ProcessInstance
 
@@ -103,27 +101,13 @@ def generate(app, instances: int = 420, seed: int = 7) -> Generated:
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def shared(request, tmp_path_factory):
     """One generated record per database for the whole module (the tests only read it)."""
-    if request.param == "sqlite":
-        url, schema = f"sqlite:///{tmp_path_factory.mktemp('audit_query') / 'record.db'}", None
-    else:
-        if not PG_URL:
-            pytest.skip("PostgreSQL tests run when PMOFLOW_TEST_PG_URL is set "
-                        "(e.g. postgresql://postgres@127.0.0.1:5432/test)")
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(resolve_url(PG_URL))
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-        url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
-    app = Pmoflow(url, user="alice", handlers=all_handlers())
-    app.init(TEST_ORG)
-    app.deploy([FIXTURES])
-    app.deploy([FIXTURES / "audit_trail"])
-    yield url, app, generate(app)
-    app.close()
-    if schema:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with fresh_database(request.param, tmp_path_factory.mktemp("audit_query")) as url:
+        app = Pmoflow(url, user="alice", handlers=all_handlers())
+        app.init(TEST_ORG)
+        app.deploy([FIXTURES])
+        app.deploy([FIXTURES / "audit_trail"])
+        yield url, app, generate(app)
+        app.close()
 
 
 @pytest.fixture

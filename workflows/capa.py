@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
+
+from pmoflow.workflows.notifications import queued, unique_names
 
 #: Grades a corrective action is opened for (an observation or OFI gets none: see pmo-processes.md 4c).
 GRADES = ("Major", "Minor")
@@ -67,22 +69,11 @@ def escalate(level: str, capa_id: str, subject: str, users: list[str] | None = N
     """
     if level not in LEVELS:
         raise ValueError(f"unknown escalation level {level!r}; expected one of {', '.join(LEVELS)}")
-    named = list(dict.fromkeys(u.strip() for u in users or [] if isinstance(u, str) and u.strip()))
-    held = list(dict.fromkeys(r.strip() for r in roles or [] if isinstance(r, str) and r.strip()))
+    named, held = unique_names(users), unique_names(roles)
     if not named and not held:
         raise ValueError("an escalation needs at least one recipient user or role")
-    return {
-        "notificationId": f"NTF-{uuid.uuid4().hex[:12]}",
-        "level": level,
-        "capaId": capa_id,
-        "subject": subject,
-        "recipientsUsers": named,
-        "recipientsRole": held,
-        "flaggedForManagementReview": level == "management-review",
-        "channel": "inbox",
-        "status": "queued",
-        "createdAt": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    return queued(level=level, capaId=capa_id, subject=subject, recipientsUsers=named, recipientsRole=held,
+                  flaggedForManagementReview=level == "management-review")
 
 
 def request_qms_change(capa_id: str, finding_id: str, description: str,

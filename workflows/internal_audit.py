@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
+
+from pmoflow.workflows.notifications import queued, unique_names
 
 #: Roles of an audit team member (ISO 19011 5.4.2: lead auditor, auditors, technical experts).
 TEAM_ROLES = ("Lead auditor", "Auditor", "Technical expert")
@@ -90,22 +92,10 @@ def notify(subject: str, task: str, users: list[str] | None = None,
     """
     roles = [recipients_role] if isinstance(recipients_role, str) else list(recipients_role or [])
     roles = [r.strip() for r in roles if isinstance(r, str) and r.strip()]
-    named: list[str] = []
-    for user in users or []:
-        if isinstance(user, str) and user.strip() and user.strip() not in named:
-            named.append(user.strip())
+    named = unique_names(users)
     if not roles and not named:
         raise ValueError("a notification needs at least one recipient user or role")
-    return {
-        "notificationId": f"NTF-{uuid.uuid4().hex[:12]}",
-        "recipientsRole": roles,
-        "recipientsUsers": named,
-        "subject": subject,
-        "task": task,
-        "channel": "inbox",
-        "status": "queued",
-        "createdAt": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    return queued(recipientsRole=roles, recipientsUsers=named, subject=subject, task=task)
 
 
 def _counts(findings: list[dict[str, Any]]) -> dict[str, int]:

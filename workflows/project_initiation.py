@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from pmoflow.workflows.notifications import queued, unique_names
 
 LESSONS_FILE = Path(__file__).parent / "data" / "lessons_learned.json"
 
@@ -151,17 +153,4 @@ def notify(
     roles = [recipients_role] if isinstance(recipients_role, str) else list(recipients_role)
     if not roles or not all(isinstance(r, str) and r.strip() for r in roles):
         raise ValueError("notify needs at least one recipient role")
-    named: list[str] = []
-    for user in users or []:
-        if isinstance(user, str) and user.strip() and user.strip() not in named:
-            named.append(user.strip())
-    return {
-        "notificationId": f"NTF-{uuid.uuid4().hex[:12]}",
-        "recipientsRole": roles,
-        "recipientsUsers": named,
-        "subject": subject,
-        "task": task,
-        "channel": "inbox",
-        "status": "queued",
-        "createdAt": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    return queued(recipientsRole=roles, recipientsUsers=unique_names(users), subject=subject, task=task)
