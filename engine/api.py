@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -11,10 +12,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from pmoflow.engine import audit, clock, forms, organisation, parser, runtime, scenario, serialization
+from pmoflow.engine import audit, clock, forms, messaging, organisation, parser, runtime, scenario, serialization
+from pmoflow.engine import notifications as outbox
+from pmoflow.engine import schedules as start_timers
 from pmoflow.engine.database import Database
 from pmoflow.engine.diagram import render_svg
 from pmoflow.engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -22,6 +26,7 @@ from pmoflow.engine.models import (
     HumanTask,
     ProcessDefinition,
     ProcessInstance,
+    ProcessSchedule,
     TaskCandidate,
     User,
     UserRole,
@@ -146,9 +151,36 @@ class Pmoflow:
             start_form=process.start_form, deployed_by=actor, deployed_at=clock.db_now())
         session.add(definition)
         session.flush()
+        timers = [start_timers.view(s, definition.version) for s in self._replace_schedules(session, definition, actor)]
         audit.add_definition_event(session, process.process_id, definition.version, actor, "deployed",
-                                   content_hash=digest, files=sorted(process.sources))
-        return {**definition_view(definition), "created": True}
+                                   content_hash=digest, files=sorted(process.sources),
+                                   **({"schedules": timers} if timers else {}))
+        return {**definition_view(definition), "created": True, "schedules": timers}
+
+    @staticmethod
+    def _replace_schedules(session: Session, definition: ProcessDefinition, actor: str) -> list[ProcessSchedule]:
+        """The new version's timer start events replace the process's schedules. One with the same start event
+        and expression as before keeps its next due time and count, so a redeploy does not reset a yearly clock.
+        The deploying user owns the schedules: the instances a timer starts belong to whoever put the schedule
+        in place, who is accountable for them (and is `process_initiator()` in their scripts)."""
+        old = {(s.bpmn_id, s.expression): s for s in session.scalars(
+            select(ProcessSchedule).where(ProcessSchedule.process_id == definition.process_id))}
+        kept = []
+        for bpmn_id, event in runtime.start_events(session, definition, TimerEventDefinition):
+            previous = old.pop((bpmn_id, event.expression), None)
+            if previous is not None:
+                previous.definition_id, previous.owner = definition.id, actor
+                kept.append(previous)
+                continue
+            timing = start_timers.first(definition.process_id, bpmn_id, event.expression, definition.deployed_at)
+            kept.append(ProcessSchedule(process_id=definition.process_id, definition_id=definition.id,
+                                        bpmn_id=bpmn_id, expression=event.expression, next_due=timing.next_due,
+                                        remaining=timing.remaining, owner=actor, fired=0))
+        for gone in old.values():
+            session.delete(gone)
+        session.add_all(kept)
+        session.flush()
+        return kept
 
     def test(self, paths: list[str | Path]) -> list[dict[str, Any]]:
         """Run designers' scenario files (test_<name>.json beside the BPMN) without a database."""
@@ -210,28 +242,142 @@ class Pmoflow:
                 raise PermissionDenied(f"{process_id} is started from the {lane} lane; {actor.name} does not "
                                        f"hold the role {lane}")
             self._validate_form(definition, definition.start_form, data)
-            now = clock.db_now()
-            instance = ProcessInstance(definition_id=definition.id, process_id=process_id, version=definition.version,
-                                       status="running", business_key=business_key, started_by=actor.name,
-                                       started_at=now, updated_at=now, state="")
-            session.add(instance)
-            session.flush()
+            instance = self._new_instance(session, definition, actor.name, business_key)
             run = runtime.Run.new(session, instance, definition, actor.name, self.handlers, data)
             run.log.add("instance_started", data=data, version=definition.version, business_key=business_key)
             self._advance(run)
             return {"instance_id": instance.id, "status": instance.status, "error": instance.error,
                     "process_id": process_id, "version": definition.version}
 
-    def _advance(self, run: runtime.Run) -> None:
-        run.advance()
-        self._finish(run)
+    @staticmethod
+    def _new_instance(session: Session, definition: ProcessDefinition, owner: str,
+                      business_key: str | None = None) -> ProcessInstance:
+        now = clock.db_now()
+        instance = ProcessInstance(definition_id=definition.id, process_id=definition.process_id,
+                                   version=definition.version, status="running", business_key=business_key,
+                                   started_by=owner, started_at=now, updated_at=now, state="")
+        session.add(instance)
+        session.flush()
+        return instance
 
-    def _finish(self, run: runtime.Run) -> None:
+    def _advance(self, run: runtime.Run, hops: int = 0) -> None:
+        run.advance()
+        self._finish(run, hops)
+
+    def _finish(self, run: runtime.Run, hops: int = 0) -> None:
+        """Project and save the run, then deliver what it sent: in this transaction, so a message and what it
+        causes commit together with the command that sent it, or not at all."""
         run.sync_tasks()
         run.save()
         if run.instance.status == "completed":
             run.log.add("instance_completed", data=_final_data(run.workflow))
             run.session.flush()
+        self._dispatch(run, hops)
+
+    # -- messages -------------------------------------------------------------------------------------
+
+    def message(self, name: str, data: Any = None, correlate: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Send a message from outside: to the one instance waiting for it with these correlation values, or
+        to the process it starts. A message nobody takes is refused, with nothing changed."""
+        payload = _require_object(data if data is not None else {})
+        if not name or not name.strip():
+            raise InvalidInput("a message needs a name")
+        self.db.check_schema()
+        with self._tx() as session:
+            actor = self._actor(session)
+            name = name.strip()
+            if name not in self._message_names(session):
+                raise NotFound(f"no deployed process sends or waits for a message named '{name}'")
+            correlation = dict(correlate or {})
+            for prop in messaging.expected_properties(session, name) - set(correlation):
+                if prop in payload:  # a value the receiver matches on may come in the data under its own name
+                    correlation[prop] = payload[prop]
+            message = messaging.Message(name, payload, correlation, actor.name)
+            self._deliver(session, message, 0)
+            return {"message": message.name, "correlation": message.correlation,
+                    "delivered_to": message.delivered_to}
+
+    def messages(self) -> list[dict[str, Any]]:
+        """What running instances wait for, with the correlation values each expects."""
+        from pmoflow.engine.models import MessageWait
+
+        self.db.check_schema()
+        with self._tx() as session:
+            rows = session.execute(select(MessageWait, ProcessInstance.process_id, ProcessInstance.status)
+                                   .join(ProcessInstance, ProcessInstance.id == MessageWait.instance_id)
+                                   .order_by(MessageWait.message_name, MessageWait.instance_id)).all()
+            return [{"message": w.message_name, "instance_id": w.instance_id, "process_id": process_id,
+                     "status": status, "waiting_at": w.bpmn_id, "expects": json.loads(w.correlation)}
+                    for w, process_id, status in rows]
+
+    def _dispatch(self, run: runtime.Run, hops: int) -> None:
+        while run.outbox and run.instance.status != "error":
+            message = run.outbox.pop(0)
+            try:
+                self._deliver(run.session, message, hops + 1, sender=run)
+            except messaging.MessageUnmatched as exc:
+                run.outbox.clear()
+                run.fail_send(message, str(exc))
+                run.sync_tasks()
+                run.save()
+
+    def _deliver(self, session: Session, message: messaging.Message, hops: int,
+                 sender: runtime.Run | None = None) -> None:
+        if hops > messaging.MAX_HOPS:
+            raise messaging.MessageUnmatched(f"{message.describe()}: more than {messaging.MAX_HOPS} messages "
+                                             f"answered each other in one command; is there a message loop?")
+        targets, idle = messaging.receivers(session, message)
+        if len(targets) > 1:
+            raise messaging.ambiguous(message, targets)
+        if targets:
+            instance = session.scalar(select(ProcessInstance).where(ProcessInstance.id == targets[0])
+                                      .with_for_update())
+            run = runtime.Run.for_instance(session, instance, session.get(ProcessDefinition, instance.definition_id),
+                                           message.actor, self.handlers)
+            self._log_sent(sender, message, instance.id)
+            run.receive(message)
+        else:
+            starts = self._message_starts(session, message.name)
+            if len(starts) != 1 or idle:
+                missing = messaging.expected_properties(session, message.name) - set(message.correlation)
+                raise messaging.unmatched(message, idle, [d.process_id for d, _ in starts], missing)
+            definition, start_event = starts[0]
+            owner = message.actor if message.actor != WORKER or sender is None else sender.instance.started_by
+            instance = self._new_instance(session, definition, owner)
+            self._log_sent(sender, message, instance.id)
+            run = runtime.Run.new(session, instance, definition, owner, self.handlers, {}, start_event=start_event)
+            run.log.add("instance_started", data={}, version=definition.version, business_key=None,
+                        by_message=message.name, from_instance=message.sender_instance)
+            run.receive(message)
+        message.delivered_to.append(instance.id)
+        self._finish(run, hops)
+
+    @staticmethod
+    def _log_sent(sender: runtime.Run | None, message: messaging.Message, to_instance: int) -> None:
+        if sender is not None:
+            task = runtime.find_task(sender.workflow, message.sender_task or "")
+            ref = runtime._TaskRef(message.sender_bpmn_id, task.task_spec.bpmn_name if task else None)
+            sender.log.add("message_sent", task=ref, **message.record(), to_instance=to_instance)
+
+    @staticmethod
+    def _newest_definitions(session: Session) -> list[ProcessDefinition]:
+        newest = select(ProcessDefinition.process_id, func.max(ProcessDefinition.version).label("v")) \
+            .group_by(ProcessDefinition.process_id).subquery()
+        return list(session.scalars(select(ProcessDefinition).join(newest, (
+            ProcessDefinition.process_id == newest.c.process_id) & (ProcessDefinition.version == newest.c.v))))
+
+    def _message_starts(self, session: Session, name: str) -> list[tuple[ProcessDefinition, str]]:
+        """The newest version of each process with a message start event for `name`."""
+        from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+
+        return [(definition, bpmn_id) for definition in self._newest_definitions(session)
+                for bpmn_id, event in runtime.start_events(session, definition, MessageEventDefinition)
+                if event.name == name]
+
+    def _message_names(self, session: Session) -> set[str]:
+        """Every message name a deployed process (any version) sends or waits for."""
+        definitions = session.scalars(select(ProcessDefinition))
+        return {name for d in definitions for name in runtime.message_names(session, d)}
 
     def _validate_form(self, definition: ProcessDefinition, form: str | None, data: dict[str, Any]) -> None:
         if form is None:
@@ -307,6 +453,30 @@ class Pmoflow:
                                         (HumanTask.assignee.is_(None)) & HumanTask.id.in_(mine)),
                                     HumanTask.id.not_in(barred))
             return [task_view(t) for t in session.scalars(query)]
+
+    def notifications(self, user: str | None = None, undelivered_only: bool = False,
+                      instance: int | str | None = None, all_users: bool = False) -> list[dict[str, Any]]:
+        """The notification outbox, oldest first: the acting user's own, `user`'s, or everyone's (`all_users`);
+        only of one `instance` and only the undelivered ones when asked.
+
+        Inbox delivery: listing your own (no `user`, or `user` is you, and not `all_users`) delivers what it
+        shows: each row not delivered before gets `delivered_at` now and `new` true. Listing someone else's or
+        everyone's (an auditor) changes nothing. An unknown user or instance is an error, not an empty list.
+        """
+        if user is not None and all_users:
+            raise InvalidInput("give a user or all users, not both")
+        self.db.check_schema()
+        with self._tx() as session:
+            own = not all_users and user in (None, self.user)
+            recipient = self._actor(session).name if own else user
+            if recipient is not None and not outbox.is_recipient(session, recipient):
+                raise NotFound(f"unknown user '{recipient}': not in the organisation file, and no notification "
+                               "was ever queued for them")
+            instance_id = self._instance(session, instance).id if instance is not None else None
+            rows = outbox.listing(session, recipient, instance_id, undelivered_only)
+            now = clock.db_now()
+            delivered = outbox.deliver(session, rows, recipient, now) if own else set()
+            return [outbox.view(r, now if r.id in delivered else None) for r in rows]
 
     def _task(self, session: Session, task_id: int | str) -> HumanTask:
         task = session.get(HumanTask, _int_id(task_id, "task"))
@@ -426,10 +596,7 @@ class Pmoflow:
             row.completed_by, row.completed_at = user.name, clock.db_now()
             run.log.add("task_completed", task=row, task_id=row.id, data=data, duty_checks=checks)
             run.complete_human_task(spiff_task, data)
-            run.sync_tasks()
-            run.save()
-            if instance.status == "completed":
-                run.log.add("instance_completed", data=_final_data(run.workflow))
+            self._finish(run)
             return {"task_id": row.id, "instance_id": instance.id, "status": instance.status,
                     "error": instance.error}
 
@@ -919,9 +1086,11 @@ class Pmoflow:
 
     def run_due(self, now: datetime | None = None, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
         """Fire every timer due at `now` (default: the real time), one instance per transaction, row-locked
-        (SKIP LOCKED) so several workers share the work; `should_stop` is asked between instances."""
+        (SKIP LOCKED) so several workers share the work; then start an instance for each occurrence of a timer
+        start event due by then (`started`). `should_stop` is asked between instances and occurrences."""
         self.db.check_schema()
-        fired, failed = [], []
+        fired, failed, started = [], [], []
+        stop = should_stop or (lambda: False)
         with clock.frozen(now):
             cutoff = clock.db_now()
             with self._tx() as session:
@@ -929,12 +1098,62 @@ class Pmoflow:
                     ProcessInstance.status.in_(("running", "waiting")), ProcessInstance.next_due <= cutoff)
                     .order_by(ProcessInstance.next_due)))
             for instance_id in due:
-                if should_stop is not None and should_stop():
+                if stop():
                     break
                 result = self._fire(instance_id, cutoff)
                 if result is not None:
                     (failed if result == "error" else fired).append(instance_id)
-        return {"now": clock.as_utc(cutoff).isoformat(), "fired": fired, "errors": failed}
+            for instance_id, status in self._start_due(cutoff, stop):
+                started.append(instance_id)
+                if status == "error":
+                    failed.append(instance_id)
+        return {"now": clock.as_utc(cutoff).isoformat(), "fired": fired, "errors": failed, "started": started}
+
+    def _start_due(self, cutoff: datetime, stop: Callable[[], bool]) -> Iterator[tuple[int, str]]:
+        """Each due occurrence of each schedule, oldest first: a worker that was down for three years starts
+        a yearly process three times, once per occurrence missed."""
+        with self._tx() as session:
+            due = list(session.scalars(select(ProcessSchedule.id).where(ProcessSchedule.next_due <= cutoff)
+                                       .order_by(ProcessSchedule.next_due, ProcessSchedule.id)))
+        for schedule_id in due:
+            while not stop():
+                result = self._fire_schedule(schedule_id, cutoff)
+                if result is None:
+                    break  # no longer due, or another worker holds it (and will see to its next occurrence)
+                yield result
+
+    def _fire_schedule(self, schedule_id: int, cutoff: datetime) -> tuple[int, str] | None:
+        """Start the instance for a schedule's next due occurrence and advance the schedule, in one transaction
+        under the schedule's row lock, so no occurrence starts twice however many workers race for it."""
+        with self._tx() as session:
+            schedule = session.scalar(select(ProcessSchedule).where(ProcessSchedule.id == schedule_id)
+                                      .with_for_update(skip_locked=True))
+            if schedule is None or schedule.next_due is None or schedule.next_due > cutoff:
+                return None
+            definition = session.get(ProcessDefinition, schedule.definition_id)
+            due = clock.as_utc(schedule.next_due).isoformat()
+            instance = self._new_instance(session, definition, schedule.owner)
+            run = runtime.Run.new(session, instance, definition, schedule.owner, self.handlers, {},
+                                  start_event=schedule.bpmn_id)
+            run.log.add("instance_started", data={}, version=definition.version, business_key=None,
+                        by_timer=schedule.bpmn_id, expression=schedule.expression, due=due,
+                        occurrence=schedule.fired + 1, process=runtime.PROCESS_NAME())
+            run.fire_start_timer()
+            self._finish(run)
+            timing = start_timers.after(schedule.process_id, schedule.bpmn_id, schedule.expression,
+                                        start_timers.Timing(schedule.next_due, schedule.remaining))
+            schedule.next_due, schedule.remaining = timing.next_due, timing.remaining
+            schedule.fired += 1
+            return instance.id, instance.status
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """The timer start events of deployed processes: when each next starts an instance, and how often it has."""
+        self.db.check_schema()
+        with self._tx() as session:
+            rows = session.execute(select(ProcessSchedule, ProcessDefinition.version)
+                                   .join(ProcessDefinition, ProcessDefinition.id == ProcessSchedule.definition_id)
+                                   .order_by(ProcessSchedule.process_id, ProcessSchedule.bpmn_id)).all()
+            return [start_timers.view(schedule, version) for schedule, version in rows]
 
     def _fire(self, instance_id: int, cutoff: datetime) -> str | None:
         with self._tx() as session:

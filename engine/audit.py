@@ -51,6 +51,8 @@ EVENT_TYPES: dict[str, str] = {
     "decision": "a DMN table decided: decision, hit_policy, inputs, outputs, matched_rules (id, row, description)",
     "gateway": "a gateway chose its way: taken (the names of the elements it led to)",
     "service_called": "a service task ran: operator, result_variable, result",
+    "notification_queued": "a handler queued a notification: notification_id, kind, subject, channel, about_task, "
+                           "human_task_id, recipients (user, via_role), unknown_users, unreached_roles",
     "timer_fired": "a timer fired: due",
     "message_sent": "a message was sent: message, payload, correlations",
     "message_received": "a message was received: message, payload, correlations",

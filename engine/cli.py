@@ -253,6 +253,50 @@ def start(process_id: str, data: str | None, data_file: str | None, business_key
     report_run(result, as_json, f"started instance {result['instance_id']} of {process_id}")
 
 
+@main.command()
+@click.argument("name")
+@with_data
+@click.option("--correlate", "correlations", multiple=True, metavar="KEY=VALUE",
+              help="A correlation value the message carries (repeatable); VALUE is read as JSON when it parses "
+                   "(5, true), else as text.")
+@json_option
+@handled
+def message(name: str, data: str | None, data_file: str | None, correlations: tuple[str, ...], as_json: bool) -> None:
+    """Send a message: to the one instance waiting for it with these correlation values, or to the process
+    whose message start event it names. A message nobody takes is refused and changes nothing."""
+    result = app().message(name, parse_data(data, data_file) or {}, parse_pairs(correlations, "--correlate"))
+    if as_json:
+        return emit_json(result)
+    click.echo(f"message {result['message']} delivered to instance {', '.join(map(str, result['delivered_to']))}")
+
+
+@main.command()
+@json_option
+@handled
+def messages(as_json: bool) -> None:
+    """What instances wait for: each message name, the instance and the correlation values it expects."""
+    result = app().messages()
+    if as_json:
+        return emit_json(result)
+    table("Waiting for messages", ["message", "instance", "process", "status", "at", "expects"],
+          [[m["message"], m["instance_id"], m["process_id"], m["status"], m["waiting_at"],
+            ", ".join(f"{k}={v!r}" for k, v in m["expects"].items()) or "any"] for m in result])
+
+
+def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
+    values = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"{option} takes KEY=VALUE, not {pair!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        values[key.strip()] = value if isinstance(value, str | int | float | bool) else raw
+    return values
+
+
 def report_run(result: dict[str, Any], as_json: bool, done: str) -> None:
     """Print a run's outcome; an instance that went into error is exit code 1."""
     if as_json:
@@ -324,6 +368,35 @@ def tasks(all_tasks: bool, as_json: bool) -> None:
     if as_json:
         return emit_json(result)
     print_tasks(result, "Open tasks" if all_tasks else f"Inbox of {app().user}")
+
+
+@main.command()
+@click.option("--for", "for_user", metavar="USER", help="Someone else's notifications (delivers nothing).")
+@click.option("--all", "all_users", is_flag=True, help="Everyone's notifications (delivers nothing).")
+@click.option("--instance", help="Only the notifications of this instance.")
+@click.option("--undelivered", is_flag=True, help="Only notifications not delivered yet.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@json_option
+@handled
+def notifications(for_user: str | None, all_users: bool, instance: str | None, undelivered: bool, fmt: str,
+                  as_json: bool) -> None:
+    """The notification outbox: reminders, escalations and notices queued for you, oldest first.
+
+    Listing your own delivers them (new ones are marked *); --for USER or --all lists others' and delivers nothing.
+    """
+    if for_user is not None and all_users:
+        raise click.UsageError("give --for USER or --all, not both")
+    result = app().notifications(for_user, undelivered, instance, all_users)
+    if as_json or fmt == "json":
+        return emit_json(result)
+    whose = "everyone" if all_users else for_user or app().user
+    if not result:
+        click.echo(f"no {'undelivered ' if undelivered else ''}notifications for {whose}")
+        return
+    table(f"Notifications for {whose}", ["id", "", "instance", "kind", "subject", "task", "for", "via role",
+                                         "queued", "delivered"],
+          [[n["id"], "*" if n["new"] else "", n["instance_id"], n["kind"], n["subject"], n["task_name"] or n["task"],
+            n["recipient"], n["via_role"], n["created_at"], n["delivered_at"]] for n in result])
 
 
 @main.command()
@@ -450,7 +523,8 @@ def retry(instance: str, data: str | None, as_json: bool) -> None:
 @json_option
 @handled
 def worker(once: bool, now_text: str | None, interval: float, as_json: bool) -> None:
-    """Fire due timers: once, or until SIGTERM or Ctrl-C (finishing the instance in hand)."""
+    """Fire due timers and start the instances due timer start events call for: once, or until SIGTERM or
+    Ctrl-C (finishing the instance in hand)."""
     now = parse_time(now_text) if now_text is not None else None
     stop = threading.Event()
     if not once:
@@ -460,11 +534,26 @@ def worker(once: bool, now_text: str | None, interval: float, as_json: bool) -> 
         result = app().run_due(now, should_stop=stop.is_set)
         if as_json:
             emit_json(result)
-        elif result["fired"] or once:
+        elif result["fired"] or result["started"] or once:
             click.echo(f"{result['now']}: fired timers of {len(result['fired'])} instance(s) "
-                       f"{result['fired']}; {len(result['errors'])} went into error")
+                       f"{result['fired']}; started {len(result['started'])} instance(s) {result['started']} "
+                       f"by timer start events; {len(result['errors'])} went into error")
         if once or stop.wait(interval):
             return
+
+
+@main.command("schedules")
+@json_option
+@handled
+def schedules_command(as_json: bool) -> None:
+    """Timer start events of deployed processes: when the worker next starts an instance of each."""
+    result = app().schedules()
+    if as_json:
+        return emit_json(result)
+    table("Timer start events", ["process", "version", "start event", "expression", "next due", "remaining",
+                                 "fired", "owner"],
+          [[s["process_id"], s["version"], s["start_event"], s["expression"], s["next_due"] or "done",
+            "unbounded" if s["remaining"] is None else s["remaining"], s["fired"], s["owner"]] for s in result])
 
 
 def parse_time(text: str) -> datetime:

@@ -72,6 +72,8 @@ class Database:
         except IntegrityError as exc:
             raise Conflict(f"a concurrent change collided with this one; try again ({exc.orig})") from exc
         except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) in ("40P01", "40001"):  # deadlock, serialization failure
+                raise Conflict("a concurrent change to the same instances collided with this one; try again") from exc
             raise DatabaseUnavailable(f"database error at {self.safe_url}: {exc.orig}") from exc
         finally:
             session.close()

@@ -110,6 +110,37 @@ class TaskCandidate(Base):
     name: Mapped[str] = mapped_column(String(120), primary_key=True)
 
 
+class MessageWait(Base):
+    """A message an instance waits for, with the correlation values it expects, kept in step at every save:
+    delivery finds its receiver with one indexed lookup instead of loading waiting workflows."""
+
+    __tablename__ = "message_waits"
+    __table_args__ = (Index("ix_message_waits_lookup", "message_name", "correlation"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id", ondelete="CASCADE"), index=True)
+    message_name: Mapped[str] = mapped_column(String(200))
+    bpmn_id: Mapped[str] = mapped_column(String(200))
+    properties: Mapped[str] = mapped_column(String(500))  # the correlation properties it reads, comma-separated
+    correlation: Mapped[str] = mapped_column(String(500))  # canonical JSON of the values it expects ({} = any)
+
+
+class ProcessSchedule(Base):
+    """A timer start event of a deployed process: when the worker next starts an instance of it."""
+
+    __tablename__ = "process_schedules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    process_id: Mapped[str] = mapped_column(String(200), index=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("process_definitions.id"))
+    bpmn_id: Mapped[str] = mapped_column(String(200))
+    expression: Mapped[str] = mapped_column(String(200))
+    next_due: Mapped[datetime | None] = mapped_column(nullable=True, index=True)
+    remaining: Mapped[int | None] = mapped_column(Integer, nullable=True)  # cycles left; None: unbounded
+    owner: Mapped[str] = mapped_column(String(120))  # who the started instances belong to
+    fired: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Event(Base):
     """The audit log. Each stream (an instance, or a process's deployments) is a hash chain."""
 
@@ -157,3 +188,34 @@ class EventFact(Base):
     key: Mapped[str] = mapped_column(String(120), primary_key=True)
     value: Mapped[str] = mapped_column(String(200), primary_key=True)
     event: Mapped[Event] = relationship()
+
+
+class Notification(Base):
+    """The outbox: one row per recipient of a reminder, escalation or notice a handler queued.
+
+    Roles are expanded to the users holding them when the notification is queued (`via_role` keeps which role
+    brought each one in; None when named directly). Inbox delivery: `delivered_at` is set when the recipient
+    lists their own notifications (see `pmoflow.engine.notifications`).
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "recipient_user"),
+        Index("ix_notifications_recipient", "recipient_user", "delivered_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notification_id: Mapped[str] = mapped_column(String(40))  # the record's NTF-... id
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id", ondelete="CASCADE"), index=True)
+    process_id: Mapped[str] = mapped_column(String(200))
+    task_bpmn_id: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the task it is about, if said
+    task_name: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    human_task_id: Mapped[int | None] = mapped_column(ForeignKey("human_tasks.id", ondelete="SET NULL"),
+                                                      nullable=True)
+    kind: Mapped[str] = mapped_column(String(40))  # the record's level (reminder, overdue, ...) or "notice"
+    subject: Mapped[str] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(String(20))
+    recipient_user: Mapped[str] = mapped_column(String(120))
+    via_role: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    created_at: Mapped[datetime] = mapped_column()
+    delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)

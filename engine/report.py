@@ -184,6 +184,9 @@ def describe(event: dict[str, Any]) -> str:
         return f"timer '{task}' fired (due {p.get('due')})"
     if kind == "service_called":
         return f"'{task}' called {p.get('operator')}: {p.get('result_variable')}={_short(p.get('result'), 80)}"
+    if kind == "notification_queued":
+        to = ", ".join(r.get("user", "") for r in p.get("recipients") or []) or "nobody"
+        return f"{p.get('kind')} '{_short(p.get('subject'), 80)}' queued for {to}"
     if kind == "duty_refused":
         return f"refused: {p.get('message')}"
     if kind == "error":

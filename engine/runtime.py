@@ -10,14 +10,15 @@ import socket
 import sys
 from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
-from SpiffWorkflow.bpmn.specs.defaults import BoundaryEvent, ExclusiveGateway, InclusiveGateway
-from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.defaults import BoundaryEvent, ExclusiveGateway, InclusiveGateway, StartEvent
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
@@ -28,10 +29,11 @@ from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskIterator, TaskState
 from sqlalchemy import select
 
-from pmoflow.engine import clock, serialization
+from pmoflow.engine import clock, messaging, serialization
 from pmoflow.engine.audit import InstanceLog
 from pmoflow.engine.errors import InstanceError
 from pmoflow.engine.models import HumanTask, ProcessDefinition, ProcessInstance, TaskCandidate
+from pmoflow.engine.notifications import record as record_notifications
 from pmoflow.engine.scripting import Handler, SandboxScriptEngine
 from pmoflow.engine.workflow import PmoflowWorkflow
 
@@ -100,15 +102,29 @@ class Run:
         self.workflow = workflow or self._load()
         self.workflow.script_engine = self.engine
         self.completed_ids: set[str] = set()
+        self.outbox: list[messaging.Message] = []  # messages sent to other instances, delivered by the caller
         session.info.setdefault("runs", []).append(self)
 
     @classmethod
-    def new(cls, session, instance, definition, actor, handlers, data: dict[str, Any]) -> Run:
+    def new(cls, session, instance, definition, actor, handlers, data: dict[str, Any],
+            start_event: str | None = None) -> Run:
+        """A new workflow; `start_event` enters it through that start event only (a message or timer start),
+        cancelling the others so a none start event does not run beside it."""
         spec, subprocess_specs = specs_of(session, definition)
         workflow = PmoflowWorkflow(spec, subprocess_specs)
         for task in workflow.get_tasks(state=TaskState.READY):
             task.data.update(data)
+        if start_event is not None:
+            _enter_at(workflow, start_event)
         return cls(session, instance, definition, actor, handlers, workflow)
+
+    @classmethod
+    def for_instance(cls, session, instance, definition, actor, handlers) -> Run:
+        """The run this transaction already has for the instance (a reply reaching its sender), or a new one."""
+        for run in session.info.get("runs", []):
+            if run.instance_id == instance.id:
+                return run
+        return cls(session, instance, definition, actor, handlers)
 
     def _load(self) -> BpmnWorkflow:
         cached = _CACHE.pop(self.cache_key, None)
@@ -125,7 +141,42 @@ class Run:
             self.workflow.do_engine_steps(did_complete_task=self._engine_task_done)
         except (WorkflowTaskException, SpiffWorkflowException) as exc:
             self._fail(exc)
+        self._collect_messages(self.workflow.last_task)
         self._guard_completion()
+
+    def receive(self, message: messaging.Message) -> None:
+        """Catch a message from another instance (or from outside) and run on."""
+        task = messaging.waiting_task(self.workflow, message)
+        event = messaging.event_for(task, message, self.engine.environment.evaluate)
+        try:
+            self.workflow.send_event(event)
+        except SpiffWorkflowException as exc:
+            raise messaging.MessageUnmatched(f"{message.describe()}: instance {self.instance_id} "
+                                             f"did not take it ({_message(exc)})") from None
+        self.log.add("message_received", task=_TaskRef(task.task_spec.bpmn_id, task.task_spec.bpmn_name),
+                     **message.record(), from_instance=message.sender_instance, from_task=message.sender_bpmn_id)
+        self.advance()
+
+    def fire_start_timer(self) -> None:
+        """Enter through the timer start event now, its schedule having come due. The schedule repeats a
+        cycle by starting new instances, so a cycle start event fires once here instead of waiting in this
+        instance for its next round."""
+        for task in self.workflow.get_tasks(state=TaskState.WAITING):
+            if isinstance(getattr(task.task_spec, "event_definition", None), CycleTimerEventDefinition):
+                task.internal_data["event_value"] = {"cycles": 1, "next": clock.now().isoformat(), "duration": 0.0}
+        with clock.timers_at(datetime.max.replace(tzinfo=UTC) - timedelta(days=1)):
+            self.workflow.refresh_timers()
+            self.workflow.refresh_timers()  # a fired cycle completes on the refresh after
+        self.advance()
+
+    def fail_send(self, message: messaging.Message, reason: str) -> None:
+        """A message that could not be delivered puts its sender in error at the task that sent it, so a
+        retry sends it again."""
+        task = find_task(self.workflow, message.sender_task or "")
+        spec = task.task_spec if task is not None else None
+        self._record_error({"message": reason, "type": "MessageUnmatched", "task_id": message.sender_task,
+                            "bpmn_id": getattr(spec, "bpmn_id", None), "task_name": getattr(spec, "bpmn_name", None),
+                            "line": None, "line_text": ""})
 
     def catch_up(self, cutoff: datetime) -> None:
         """Fire every timer due by `cutoff` in the order they came due, each as of its own due time, so a
@@ -167,13 +218,15 @@ class Run:
     def _fail(self, exc: Exception) -> None:
         task = getattr(exc, "task", None)
         spec = task.task_spec if task is not None else None
-        error = {
+        self._record_error({
             "message": _message(exc),
             "type": getattr(exc, "error_type", "") or type(getattr(exc, "exception", None) or exc).__name__,
             "task_id": str(task.id) if task is not None else None,
             "bpmn_id": getattr(spec, "bpmn_id", None), "task_name": getattr(spec, "bpmn_name", None),
             "line": getattr(exc, "line_number", None) or None, "line_text": getattr(exc, "error_line", "") or "",
-        }
+        })
+
+    def _record_error(self, error: dict[str, Any]) -> None:
         self.instance.error = error
         self.instance.status = "error"
         self.log.add("error", task=_TaskRef(error["bpmn_id"], error["task_name"]), **error)
@@ -184,7 +237,17 @@ class Run:
             raise InstanceError("SpiffWorkflow reported the instance complete with tasks still open; "
                                 "nothing was saved (report this: it is the engine's depth-limit trap)")
 
+    def _collect_messages(self, task: Task | None) -> None:
+        """Take the messages the workflow threw that nothing inside it caught: they go to other instances."""
+        events = self.workflow.bpmn_events
+        if not events or task is None:
+            return
+        mine = [e for e in events if isinstance(e.event_definition, MessageEventDefinition)]
+        self.workflow.bpmn_events = [e for e in events if e not in mine]
+        self.outbox.extend(messaging.Message.thrown(e, task, self.instance_id, self.actor) for e in mine)
+
     def _engine_task_done(self, task: Task) -> None:
+        self._collect_messages(task)
         spec = task.task_spec
         ref = _TaskRef(getattr(spec, "bpmn_id", None), getattr(spec, "bpmn_name", None))
         if isinstance(spec, BusinessRuleTaskMixin):
@@ -192,6 +255,8 @@ class Run:
         elif isinstance(spec, ServiceTask):
             self.log.add("service_called", task=ref, operator=spec.operation_name,
                          result_variable=spec.result_variable, result=task.data.get(spec.result_variable))
+            record_notifications(self.session, self.instance, ref, task.data.get(spec.result_variable), self.log,
+                                 task.workflow.spec.task_specs)
         elif isinstance(spec, ExclusiveGateway | InclusiveGateway):
             taken = [_visible_name(c) for c in task.children
                      if c.has_state(TaskState.DEFINITE_MASK | TaskState.FINISHED_MASK)]
@@ -284,6 +349,7 @@ class Run:
             else:
                 inst.status = "running" if self.ready_human_tasks() else "waiting"
         inst.next_due = None if inst.status in ("completed", "error") else next_due(wf)
+        messaging.sync_waits(self.session, inst, [] if inst.status == "completed" else messaging.waits_of(wf))
         inst.state = serialization.dump_state(wf)
         inst.updated_at = clock.db_now()
         self.session.flush()  # bumps lock_version, or raises the optimistic-lock conflict
@@ -342,6 +408,32 @@ def duty_rules(task: Task) -> list[str]:
     """The task's segregation-of-duties rules: `starter` and/or BPMN ids of tasks whose performer differs."""
     props = (getattr(task.task_spec, "extensions", None) or {}).get("properties", {})
     return [r.strip() for r in props.get(SOD_PROPERTY, "").split(",") if r.strip()]
+
+
+def _enter_at(workflow: BpmnWorkflow, bpmn_id: str) -> None:
+    """Run the workflow's hidden start tasks, then cancel every start event but `bpmn_id`."""
+    task = workflow.get_next_task(state=TaskState.READY)
+    while task is not None and not isinstance(task.task_spec, StartEvent):
+        task.run()
+        task = workflow.get_next_task(state=TaskState.READY)
+    for task in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING):
+        if isinstance(task.task_spec, StartEvent) and task.task_spec.bpmn_id != bpmn_id:
+            task.cancel()
+
+
+def start_events(session, definition: ProcessDefinition, kind: type) -> list[tuple[str, Any]]:
+    """The process's start events whose event definition is a `kind`: (bpmn id, event definition)."""
+    spec, _ = specs_of(session, definition)
+    return [(t.bpmn_id, t.event_definition) for t in spec.task_specs.values()
+            if isinstance(t, StartEvent) and isinstance(getattr(t, "event_definition", None), kind)]
+
+
+def message_names(session, definition: ProcessDefinition) -> set[str]:
+    """The names of every message the process (with its subprocesses) sends or waits for."""
+    spec, subprocess_specs = specs_of(session, definition)
+    task_specs = [t for s in (spec, *subprocess_specs.values()) for t in s.task_specs.values()]
+    return {t.event_definition.name for t in task_specs
+            if isinstance(getattr(t, "event_definition", None), MessageEventDefinition)}
 
 
 def start_lane(session, definition: ProcessDefinition) -> str | None:

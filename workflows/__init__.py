@@ -5,7 +5,7 @@ looks the id up in :data:`HANDLERS` and calls the function with the evaluated pa
 arguments. Handlers are plain functions: no database, no engine imports.
 """
 
-from . import capa, internal_audit, quality_gate
+from . import capa, internal_audit, project_closure, quality_gate
 from .project_initiation import create_project, notify, register_request, search_lessons
 
 HANDLERS = {
@@ -26,6 +26,11 @@ HANDLERS = {
     "gate.metrics_snapshot": quality_gate.metrics_snapshot,
     "gate.open_next_stage": quality_gate.open_next_stage,
     "gate.request_closure": quality_gate.request_closure,
+    "closure.archive_baseline": project_closure.archive_baseline,
+    "closure.release_staff": project_closure.release_staff,
+    "closure.notify": project_closure.notify,
+    "closure.publish_lessons": project_closure.publish_lessons,
+    "closure.close_project": project_closure.close_project,
 }
 
 __all__ = ["HANDLERS"]

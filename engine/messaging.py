@@ -1,0 +1,201 @@
+"""Messages between instances: what each instance waits for, and to whom a message goes.
+
+A message carries a name, a payload and correlation values (property name -> value). SpiffWorkflow computes
+a sent message's values with the sender's retrieval expressions and keeps a receiver's expected values in
+its workflow's correlations; here both are flattened to property -> value, so a sender and a receiver drawn
+in different files (with different correlation key names) still meet on the property they share.
+
+Routing is strict: a receiver that expects values gets only messages carrying the same values; a receiver
+that expects none takes any message of its name; more than one receiver, or none, is an error that says so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from copy import deepcopy
+from dataclasses import dataclass, field
+from typing import Any
+
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.bpmn.util import BpmnEvent
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import select
+
+from pmoflow.engine.errors import InvalidInput, NotFound
+from pmoflow.engine.models import MessageWait, ProcessInstance
+
+ACTIVE = ("running", "waiting")
+MAX_HOPS = 50  # messages answering messages within one command: more than this is a loop
+
+
+class MessageUnmatched(InvalidInput):
+    """A message that no waiting instance and no message start event takes (or more than one would)."""
+
+
+@dataclass
+class Message:
+    """A message on its way: what was sent, its correlation values, and who sent it."""
+
+    name: str
+    payload: Any
+    correlation: dict[str, Any]
+    actor: str
+    sender_instance: int | None = None
+    sender_task: str | None = None  # the SpiffWorkflow task id of the send task or throw event
+    sender_bpmn_id: str | None = None
+    delivered_to: list[int] = field(default_factory=list)
+
+    @classmethod
+    def thrown(cls, event: BpmnEvent, task: Task, instance_id: int, actor: str) -> Message:
+        return cls(event.event_definition.name, event.payload, flat(event.correlations), actor,
+                   instance_id, str(task.id), getattr(task.task_spec, "bpmn_id", None))
+
+    def describe(self) -> str:
+        values = ", ".join(f"{k}={v!r}" for k, v in sorted(self.correlation.items()))
+        return f"message '{self.name}'" + (f" ({values})" if values else "")
+
+    def record(self) -> dict[str, Any]:
+        return {"message": self.name, "payload": self.payload, "correlation": self.correlation}
+
+
+@dataclass
+class Wait:
+    """One message a workflow waits for (in any of its subprocesses)."""
+
+    message_name: str
+    bpmn_id: str
+    properties: tuple[str, ...]
+    expected: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return self.message_name, self.bpmn_id, ",".join(self.properties), canonical(self.expected)
+
+
+def flat(correlations: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """SpiffWorkflow's {correlation key: {property: value}} as {property: value}."""
+    return {prop: value for props in (correlations or {}).values() for prop, value in (props or {}).items()}
+
+
+def canonical(values: dict[str, Any]) -> str:
+    return json.dumps(values, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def waiting_message_tasks(workflow: BpmnWorkflow) -> list[Task]:
+    return [t for t in workflow.get_tasks(state=TaskState.WAITING)
+            if isinstance(getattr(t.task_spec, "event_definition", None), MessageEventDefinition)]
+
+
+def waits_of(workflow: BpmnWorkflow) -> list[Wait]:
+    """Every message the workflow (and its subprocesses) waits for, with the values each expects."""
+    waits = []
+    for task in waiting_message_tasks(workflow):
+        definition = task.task_spec.event_definition
+        props = tuple(sorted({p.name for p in definition.correlation_properties}))
+        known = flat(task.workflow.correlations)
+        waits.append(Wait(definition.name, task.task_spec.bpmn_id, props,
+                          {p: known[p] for p in props if p in known}))
+    return waits
+
+
+def sync_waits(session, instance: ProcessInstance, waits: Iterable[Wait]) -> None:
+    """Bring the instance's rows in `message_waits` in step with what its workflow waits for."""
+    rows = {(r.message_name, r.bpmn_id, r.properties, r.correlation): r for r in session.scalars(
+        select(MessageWait).where(MessageWait.instance_id == instance.id))}
+    wanted = {w.key for w in waits}
+    for key, row in rows.items():
+        if key not in wanted:
+            session.delete(row)
+    for name, bpmn_id, props, correlation in wanted - set(rows):
+        session.add(MessageWait(instance_id=instance.id, message_name=name, bpmn_id=bpmn_id, properties=props,
+                                correlation=correlation))
+
+
+def receivers(session, message: Message) -> tuple[list[int], list[int]]:
+    """Instances that take the message, and instances that wait for it but cannot take it now (suspended or
+    in error). Receivers expecting exactly the message's values come first; open receivers only without."""
+    prop_sets = set(session.scalars(select(MessageWait.properties).where(MessageWait.message_name == message.name)))
+    exact_keys = set()
+    for props in prop_sets:
+        names = [p for p in props.split(",") if p]
+        if names and all(n in message.correlation for n in names):
+            exact_keys.add(canonical({n: message.correlation[n] for n in names}))
+    rows = session.execute(
+        select(MessageWait.instance_id, MessageWait.correlation, ProcessInstance.status)
+        .join(ProcessInstance, ProcessInstance.id == MessageWait.instance_id)
+        .where(MessageWait.message_name == message.name,
+               MessageWait.correlation.in_(exact_keys | {canonical({})}))).all()
+    exact = sorted({i for i, c, s in rows if c != "{}" and s in ACTIVE})
+    open_ = sorted({i for i, c, s in rows if c == "{}" and s in ACTIVE})
+    idle = sorted({i for i, c, s in rows if s not in ACTIVE})
+    return (exact or open_), idle
+
+
+def expected_properties(session, name: str) -> set[str]:
+    """The correlation properties that instances waiting for `name` expect values of."""
+    rows = session.scalars(select(MessageWait.properties).where(MessageWait.message_name == name,
+                                                                MessageWait.correlation != canonical({})))
+    return {p for props in rows for p in props.split(",") if p}
+
+
+def event_for(task: Task, message: Message, evaluate) -> BpmnEvent:
+    """The event the receiving task catches: its own definition (so SpiffWorkflow matches it), the payload,
+    and the values keyed the way the receiver's correlation properties read them.
+
+    SpiffWorkflow re-reads each property from the payload when it catches, and a payload without the
+    variable raises a bare NameError: check first, and fill a plain-name property from the message's
+    values (given with `--correlate`) when the payload lacks it."""
+    definition = task.task_spec.event_definition
+    payload = deepcopy(message.payload)
+    correlations: dict[str, dict[str, Any]] = {}
+    for prop in definition.correlation_properties:
+        expression = (prop.retrieval_expression or "").strip()
+        try:
+            value = evaluate(expression, payload if isinstance(payload, dict) else {})
+        except Exception:
+            if prop.name in message.correlation and re.fullmatch(r"[A-Za-z_]\w*", expression) \
+                    and isinstance(payload, dict):
+                payload[expression] = value = message.correlation[prop.name]
+            else:
+                raise MessageUnmatched(
+                    f"{message.describe()}: the payload has no value for correlation property '{prop.name}' "
+                    f"(read with `{expression}`); add it to the data or pass --correlate {prop.name}=VALUE"
+                ) from None
+        for key in prop.correlation_keys:
+            correlations.setdefault(key, {})[prop.name] = value
+    return BpmnEvent(definition, payload=payload, correlations=correlations)
+
+
+def waiting_task(workflow: BpmnWorkflow, message: Message) -> Task:
+    tasks = [t for t in waiting_message_tasks(workflow) if t.task_spec.event_definition.name == message.name]
+    if not tasks:
+        raise NotFound(f"{message.describe()}: the receiver no longer waits for it")
+    return tasks[0]
+
+
+def unmatched(message: Message, idle: list[int], starts: list[str], missing: Iterable[str] = ()) -> MessageUnmatched:
+    missing = sorted(missing)
+    if missing:
+        return MessageUnmatched(f"{message.describe()} lacks the correlation value(s) {', '.join(missing)} that "
+                                f"waiting instances are matched on: pass --correlate "
+                                f"{' --correlate '.join(m + '=VALUE' for m in missing)}")
+    if idle:
+        where = ", ".join(map(str, idle))
+        return MessageUnmatched(f"{message.describe()} cannot be delivered: instance {where} waits for it but is "
+                                f"suspended or in error")
+    if len(starts) > 1:
+        return MessageUnmatched(f"{message.describe()} would start more than one process ({', '.join(starts)}); "
+                                f"give each start event its own message name")
+    hint = " with these correlation values" if message.correlation else ""
+    return MessageUnmatched(f"{message.describe()} matches no instance waiting for it{hint} and starts no "
+                            f"process (see 'pmoflow messages' for what instances wait for)")
+
+
+def ambiguous(message: Message, targets: list[int]) -> MessageUnmatched:
+    return MessageUnmatched(f"{message.describe()} matches more than one waiting instance "
+                            f"({', '.join(map(str, targets))}); add correlation values (--correlate KEY=VALUE) "
+                            f"so it reaches only one")
