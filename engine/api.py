@@ -269,10 +269,10 @@ class Pmoflow:
         causes commit together with the command that sent it, or not at all."""
         run.sync_tasks()
         run.save()
+        self._dispatch(run, hops)
         if run.instance.status == "completed":
             run.log.add("instance_completed", data=_final_data(run.workflow))
             run.session.flush()
-        self._dispatch(run, hops)
 
     # -- messages -------------------------------------------------------------------------------------
 

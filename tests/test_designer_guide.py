@@ -15,8 +15,8 @@ ROOT = Path(__file__).parent.parent
 GUIDE = ROOT / "docs" / "designing-processes.md"
 
 
-def guide_commands() -> list[list[str]]:
-    block = re.search(r"<!-- guide: .*? -->\n```sh\n(.*?)```", GUIDE.read_text(), re.S).group(1)
+def guide_commands(marker: str = "guide") -> list[list[str]]:
+    block = re.search(rf"<!-- {marker}: .*? -->\n```sh\n(.*?)```", GUIDE.read_text(), re.S).group(1)
     return [shlex.split(line, comments=True)[1:] for line in block.splitlines() if line.startswith("pmoflow ")]
 
 
@@ -45,3 +45,22 @@ def test_the_guide_example_diagram_is_the_rendered_model():
 
     model = (ROOT / "docs/examples/designer/v2/document_review.bpmn").read_text()
     assert (ROOT / "docs/examples/designer/document_review.svg").read_text() == render_svg(model, "document_review")
+
+
+def test_the_guide_messages_walk_sends_asks_and_answers(db_url, monkeypatch):
+    """Section 8: the request starts the answering process (owned by the asker), the answer comes back to the
+    asking instance by its ticket, and a message for a ticket nobody waits for is refused."""
+    monkeypatch.chdir(ROOT)
+    runner = CliRunner()
+    for args in guide_commands("guide-messages"):
+        result = runner.invoke(main, ["--db", db_url, *args])
+        refused = "ticket=T-404" in args
+        assert result.exit_code == (1 if refused else 0), f"pmoflow {' '.join(args)}:\n{result.stdout}{result.stderr}"
+        if refused:
+            assert "matches no instance waiting for it" in result.stderr
+    asker = json.loads(runner.invoke(main, ["--db", db_url, "show", "1", "--json"]).stdout)
+    assert asker["data"]["answer"] == {"ticket": "T-1", "verdict": "Add the load tests."}
+    assert [t["bpmn_id"] for t in asker["tasks"] if t["state"] == "ready"] == ["read_answer"]
+    answerer = json.loads(runner.invoke(main, ["--db", db_url, "show", "2", "--json"]).stdout)
+    assert (answerer["process_id"], answerer["started_by"], answerer["status"]) == (
+        "review_answer", "pete.pm", "completed")

@@ -390,10 +390,8 @@ def test_after_two_recycles_the_pd_confirms_kill_or_chooses_hold(people, final):
     if final == "KILL":
         complete(pat, iid, "gate_decision", decide("KILL", "Pat Director", killRationale="No approvable design."))
         data = assert_closed(sara, iid, "KILLED")
-        request_ = data["closureRequest"]
-        assert (request_["process"], request_["terminated"], request_["status"], request_["rationale"]) == (
-            "project_closure", True, "requested", "No approvable design.")
-        assert [e["task"] for e in services(sara.history(iid))][-1] == "request_closure"
+        closure = handed_to_closure(sara, iid, "pat.director")
+        assert (closure["terminated"], closure["rationale"]) == (True, "No approvable design.")
         assert "nextStage" not in data
     else:
         hold = decide("HOLD", "Pat Director", holdReviewDate=day(20))
@@ -425,8 +423,23 @@ def test_an_invalid_business_case_is_killed(people):
         alex.complete(task_for(alex, iid, "gate_decision")["id"], decide("KILL"))
     assert [d.split(":")[0] for d in refused.value.details] == ["killRationale"]
     complete(alex, iid, "gate_decision", decide("KILL", killRationale="The market is gone."))
-    data = assert_closed(sara, iid, "KILLED")
-    assert data["closureRequest"]["gateRef"] == "PRJ-2027-0A1B2C/G2"
+    assert_closed(sara, iid, "KILLED")
+    closure = handed_to_closure(sara, iid, "alex.apd")
+    assert (closure["gateRef"], closure["rationale"]) == ("PRJ-2027-0A1B2C/G2", "The market is gone.")
+
+
+def handed_to_closure(app: Pmoflow, iid: int, decider: str) -> dict:
+    """A KILL sends closure_requested: it starts one project closure, owned by whoever decided the KILL,
+    waiting for the project manager's checklist. Returns the closure request it received."""
+    [sent] = [e for e in app.history(iid) if e["type"] == "message_sent"]
+    assert (sent["task"], sent["payload"]["message"]) == ("request_closure", "closure_requested")
+    closure = sent["payload"]["to_instance"]
+    shown = app.show(closure)
+    assert (shown["process_id"], shown["started_by"], shown["status"]) == ("project_closure", decider, "running")
+    assert [t["lane"] for t in shown["tasks"] if t["state"] == "ready"] == ["Project Manager"]
+    [received] = [e for e in app.history(closure) if e["type"] == "message_received"]
+    assert received["payload"]["from_instance"] == iid
+    return shown["data"]["closureRequest"]
 
 
 # ---------------------------------------------------------------------------------------------------------

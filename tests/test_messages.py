@@ -5,17 +5,18 @@ instance whose correlation value matches; messages nobody takes are errors, neve
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from conftest import FIXTURES, TEST_ORG
+from conftest import TEST_ORG
 from pmoflow.engine.cli import main
 from pmoflow.engine.errors import InvalidInput, NotFound
 from pmoflow.engine.models import Event, MessageWait, ProcessInstance
 
-MESSAGES = FIXTURES / "messages"
+MESSAGES = Path(__file__).parent.parent / "docs" / "examples" / "designer" / "messages"
 
 
 @pytest.fixture
@@ -174,7 +175,8 @@ def test_two_open_receivers_make_an_ambiguous_message_an_error(make_pmo, tmp_pat
     folder.mkdir()
     # (its own message id: correlation properties attach to message ids, across the files of one deploy)
     opened = (source[:start] + source[end:]).replace('"review_answered" name', '"open_answered" name')
-    (folder / "open_request.bpmn").write_text(opened.replace('messageRef="review_answered"', 'messageRef="open_answered"'))
+    opened = opened.replace('messageRef="review_answered"', 'messageRef="open_answered"')
+    (folder / "open_request.bpmn").write_text(opened)
     app.deploy([folder, MESSAGES / "review_answer.bpmn"])
     bob = make_pmo("bob")
     for ticket in ("A", "B"):

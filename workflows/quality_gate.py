@@ -2,13 +2,12 @@
 
 Each handler is a plain function of keyword arguments that returns JSON data. Handlers never touch the
 database or the engine. Where the catalogue's process names a system pmoflow does not have yet (the CM
-repository, the measurement repository #8, the configuration baseline process #5, project closure #6), the
+repository, the measurement repository #8, the configuration baseline process #5), the
 handler works from what the gate package reports and records the request for that process.
 """
 
 from __future__ import annotations
 
-import uuid
 from datetime import date
 from typing import Any
 
@@ -175,24 +174,4 @@ def open_next_stage(project_id: str, gate_id: str, decision: str, baseline_tag: 
         "actionItems": [{"text": c["text"], "owner": c["owner"], "due": c["due"], "status": "open"}
                         for c in conditions or []],
         "openedOn": day.isoformat(),
-    }
-
-
-def request_closure(project_id: str, gate_ref: str, rationale: str, requested_on: str | None = None) -> dict[str, Any]:
-    """After KILL: ask for the project's closure with ``terminated=true``.
-
-    Project closure (process #6) does not exist in pmoflow yet: the request is recorded with status
-    ``requested`` and the gate ends with outcome KILLED; once #6 exists this becomes a call to it.
-    """
-    if not str(rationale).strip():
-        raise ValueError("a KILL needs a rationale")
-    return {
-        "closureRequestId": f"CLO-{uuid.uuid4().hex[:8].upper()}",
-        "projectId": project_id,
-        "gateRef": gate_ref,
-        "process": "project_closure",
-        "terminated": True,
-        "rationale": rationale.strip(),
-        "status": "requested",
-        "requestedOn": _today(requested_on).isoformat(),
     }
