@@ -605,12 +605,8 @@ class Pmoflow:
         """Segregation of duties declared on the task: its performer must differ from the named others."""
         checks = []
         for rule in runtime.duty_rules(spiff_task):
-            if rule == "starter":
-                others = {instance.started_by}
-            else:
-                others = set(session.scalars(select(HumanTask.completed_by).where(
-                    HumanTask.instance_id == instance.id, HumanTask.bpmn_id == rule,
-                    HumanTask.state == "completed")))
+            others = {instance.started_by} if rule == "starter" else runtime.performers(
+                session, instance.id, spiff_task, rule)
             if user.name in others:
                 message = (f"segregation of duties: {user.name} may not take '{row.name}' because they "
                            f"{'started this instance' if rule == 'starter' else f'performed task {rule}'}")

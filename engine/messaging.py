@@ -167,14 +167,25 @@ def event_for(task: Task, message: Message, evaluate) -> BpmnEvent:
                 ) from None
         for key in prop.correlation_keys:
             correlations.setdefault(key, {})[prop.name] = value
-    return BpmnEvent(definition, payload=payload, correlations=correlations)
+    # aimed at the receiving task's (sub)process, so a sibling waiting for the same name does not take it too
+    return BpmnEvent(definition, payload=payload, correlations=correlations, target=task.workflow)
 
 
 def waiting_task(workflow: BpmnWorkflow, message: Message) -> Task:
+    """The task that takes the message: one expecting exactly its values, else one expecting none (several
+    subprocesses of one instance may wait for the same name, each with its own values)."""
     tasks = [t for t in waiting_message_tasks(workflow) if t.task_spec.event_definition.name == message.name]
-    if not tasks:
+    exact, open_ = [], []
+    for task in tasks:
+        props = {p.name for p in task.task_spec.event_definition.correlation_properties}
+        expected = {p: v for p, v in flat(task.workflow.correlations).items() if p in props}
+        if not expected:
+            open_.append(task)
+        elif all(message.correlation.get(p) == v for p, v in expected.items()):
+            exact.append(task)
+    if not exact and not open_:
         raise NotFound(f"{message.describe()}: the receiver no longer waits for it")
-    return tasks[0]
+    return (exact or open_)[0]
 
 
 def unmatched(message: Message, idle: list[int], starts: list[str], missing: Iterable[str] = ()) -> MessageUnmatched:

@@ -332,12 +332,8 @@ class Run:
         check at claim and completion stays the rule; this only keeps inboxes honest."""
         barred = set()
         for rule in duty_rules(task):
-            if rule == "starter":
-                barred.add(self.instance.started_by)
-            else:
-                barred.update(self.session.scalars(select(HumanTask.completed_by).where(
-                    HumanTask.instance_id == self.instance.id, HumanTask.bpmn_id == rule,
-                    HumanTask.completed_by.is_not(None))))
+            barred.update([self.instance.started_by] if rule == "starter" else
+                          performers(self.session, self.instance.id, task, rule))
         return barred
 
     def save(self) -> None:
@@ -434,6 +430,37 @@ def message_names(session, definition: ProcessDefinition) -> set[str]:
     task_specs = [t for s in (spec, *subprocess_specs.values()) for t in s.task_specs.values()]
     return {t.event_definition.name for t in task_specs
             if isinstance(getattr(t, "event_definition", None), MessageEventDefinition)}
+
+
+def performers(session, instance_id: int, task: Task, bpmn_id: str) -> set[str]:
+    """Who performed the tasks `bpmn_id` that a duty rule on `task` refers to: those in the nearest enclosing
+    (sub)process that has such a task, so each audit a programme calls, or each CAPA an audit calls, keeps
+    its own duties, while a rule in an embedded subprocess still sees the process around it."""
+    ids = [str(t.id) for t in duty_scope(task, bpmn_id) if t.has_state(TaskState.COMPLETED)]
+    if not ids:
+        return set()
+    return set(session.scalars(select(HumanTask.completed_by).where(
+        HumanTask.instance_id == instance_id, HumanTask.spiff_task_id.in_(ids), HumanTask.completed_by.is_not(None))))
+
+
+def duty_scope(task: Task, bpmn_id: str) -> list[Task]:
+    top = task.workflow.top_workflow
+    workflow = task.workflow
+    while workflow is not None:
+        inside = [workflow] + [sp for sp in top.subprocesses.values() if _within(sp, workflow)]
+        found = [t for w in inside for t in w.tasks.values() if getattr(t.task_spec, "bpmn_id", None) == bpmn_id]
+        if found:
+            return found
+        workflow = workflow.parent_workflow
+    return []
+
+
+def _within(workflow, ancestor) -> bool:
+    while workflow is not None:
+        workflow = workflow.parent_workflow
+        if workflow is ancestor:
+            return True
+    return False
 
 
 def start_lane(session, definition: ProcessDefinition) -> str | None:

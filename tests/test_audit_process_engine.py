@@ -621,10 +621,6 @@ def audit_task(app: Pmoflow, iid: int, bpmn_id: str, process: str) -> dict:
     return found[0]
 
 
-@pytest.mark.xfail(strict=True, reason="engine: segregation of duties is checked against every task of the "
-                                       "instance with the named BPMN id, so in a programme running several audits "
-                                       "(one instance) a Quality Director who drafted the report of audit A is "
-                                       "refused the approval of audit B's report")
 def test_duties_are_scoped_to_one_audit_of_the_programme(people):
     ian, quinn, olga, pat = people(IAN), people(QUINN), people(OLGA), people(PAT)
     month = next_months(3)
