@@ -6,9 +6,9 @@ demo users who would do each step: the project manager (pete.pm) starts the clos
 and the lessons-learned workshop, the measurement analyst (mia.analyst), the configuration engineer (carl.ce) and
 the SQA (sam.sqa) work in parallel, the Knowledge Manager (kim.km) curates the lessons, the Assistant Project
 Director (alex.apd) or, for a termination, the Project Director (pat.director) approves, and the sponsor
-(sean.sponsor) reviews the benefits six months later. Timers are fired with ``run_due(now)``. The message start
-(a quality gate's KILL) is not driven here: the engine cannot deliver messages yet. Each test runs on SQLite and,
-when PMOFLOW_TEST_PG_URL is set, on PostgreSQL.
+(sean.sponsor) reviews the benefits six months later. Timers are fired with ``run_due(now)``; a quality gate's KILL is
+the message closure_requested, sent with ``message()``. Each test runs on SQLite and, when PMOFLOW_TEST_PG_URL is
+set, on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ AUDIT = {"ncs": [{"id": "NC-3", "grade": "Minor", "status": "Closed"},
 
 def lesson(area: str, n: int, process_level: bool = False) -> dict:
     return {"knowledgeArea": area, "whatHappened": f"Event number {n} happened on the project.",
-            "impact": "Two weeks", "rootCause": "No early agreement", "recommendation": f"Recommendation {n}: agree early.",
+            "impact": "Two weeks", "rootCause": "No early agreement",
+            "recommendation": f"Recommendation {n}: agree early.",
             "tags": ["lesson", str(n)], "processLevel": process_level}
 
 
@@ -254,7 +255,7 @@ def test_a_terminated_project_needs_no_acceptance_and_the_pd_approves(people):
     assert shown["data"]["closureResult"]["lessons"] == 0
     assert "wait_benefits" not in [e["task"] for e in pat.history(iid)]
     gateways = {e["task"]: e["payload"]["taken"] for e in pat.history(iid) if e["type"] == "gateway"}
-    assert gateways.get("gw_has_lessons") and gateways.get("gw_benefits")
+    assert (gateways["gw_has_lessons"], gateways["gw_benefits"]) == (["gw_lessons_merge"], ["Project closed"])
 
 
 def test_the_checklist_comes_back_with_the_reason_and_the_third_return_goes_to_the_approver(people):
@@ -347,6 +348,36 @@ def test_the_curation_sla_reminds_the_km_at_10_days_and_escalates_at_20(people):
     assert [e["task"] for e in history if e["type"] == "timer_fired"] == [
         "tmr_curation_reminder", "tmr_curation_escalation"]
     assert not [e for e in history if e["type"] == "task_cancelled" and e["task"] == "curate_lessons"]
+
+
+def test_a_kill_message_starts_a_terminated_closure(people):
+    """The quality gate's KILL sends closure_requested (here sent from outside, as the gate chair would): the
+    closure starts at the message start event, terminated, with the gate's rationale, and the Project Director
+    approves it."""
+    alex, pete, pat = people(APD), people(PM), people(PD)
+    payload = {"projectId": "PRJ-2027-0A1B2C", "projectTitle": "Billing replacement", "pmUser": PM,
+               "sqaUser": SQA, "terminated": True, "rationale": "The market is gone.",
+               "gateRef": "PRJ-2027-0A1B2C/G2"}
+    sent = alex.message("closure_requested", payload)
+    [iid] = sent["delivered_to"]
+    shown = alex.show(iid)
+    assert (shown["process_id"], shown["status"], shown["error"]) == (PROCESS, "running", None)
+    data = data_of(pete, iid, "closure_checklist")
+    assert data["closureRequest"] == payload
+    assert {k: data[k] for k in ("projectId", "closureType", "contractType", "terminated", "terminationRationale",
+                                 "gateRef", "closureTrigger")} == {
+        "projectId": "PRJ-2027-0A1B2C", "closureType": "terminated", "contractType": "unknown", "terminated": True,
+        "terminationRationale": "The market is gone.", "gateRef": "PRJ-2027-0A1B2C/G2", "closureTrigger": "gate-kill"}
+    assert data["closureChecklist"]["acceptanceRequired"] is False
+    assert data["lane_owners"] == {"Project Manager": [PM], "SQA": [SQA]}
+    history = alex.history(iid)
+    assert not [e for e in history if e["task"] == "start_closure" and e["type"] == "task_completed"]
+    to_approval(people, iid, NO_LESSONS)
+    assert inbox(alex, iid) == []  # a termination is the Project Director's
+    complete(pat, iid, "approve_closure", {**APPROVE, "approverSignature": "Pat Director"})
+    shown = pat.show(iid)
+    assert (shown["status"], shown["data"]["outcome"]) == ("completed", "TERMINATED")
+    assert shown["data"]["closureResult"]["trigger"] == "gate-kill"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -476,6 +507,6 @@ def test_the_two_starts_the_duties_and_the_timers_are_in_the_model():
         assert (task.findtext("bpmn:documentation", namespaces=ns) or "").strip(), task.get("id")
     drawn = {s.get("bpmnElement") for s in root.iterfind(".//bpmndi:BPMNShape", ns)}
     drawn |= {e.get("bpmnElement") for e in root.iterfind(".//bpmndi:BPMNEdge", ns)}
-    elements = {el.get("id") for el in process.iter() if el.get("id") and etree.QName(el).localname not in (
-        "laneSet", "messageEventDefinition", "timerEventDefinition")}
-    assert elements - drawn == set()
+    elements = {el.get("id") for el in process if etree.QName(el).localname not in ("documentation", "laneSet")}
+    elements |= {lane.get("id") for lane in root.iterfind(".//bpmn:lane", ns)}
+    assert len(elements) > 100 and elements - drawn == set()

@@ -25,7 +25,6 @@ HANDLERS = {
     "gate.check_baseline": quality_gate.check_baseline,
     "gate.metrics_snapshot": quality_gate.metrics_snapshot,
     "gate.open_next_stage": quality_gate.open_next_stage,
-    "gate.request_closure": quality_gate.request_closure,
     "closure.archive_baseline": project_closure.archive_baseline,
     "closure.release_staff": project_closure.release_staff,
     "closure.notify": project_closure.notify,
