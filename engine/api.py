@@ -413,7 +413,8 @@ class Pmoflow:
             tasks = session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id)
                                     .order_by(HumanTask.id))
             return {**instance_view(instance), "data": audit.to_json_data(_final_data(run.workflow)),
-                    "tasks": [task_view(t) for t in tasks]}
+                    "tasks": [task_view(t) for t in tasks],
+                    "calls": audit.to_json_data(runtime.called_processes(run.workflow))}
 
     def history(self, instance_id: int | str) -> list[dict[str, Any]]:
         self.db.check_schema()

@@ -349,7 +349,20 @@ def show(instance: str, as_json: bool) -> None:
     if result["error"]:
         click.echo(f"error {describe_error(result['error'])}")
     click.echo("data: " + json.dumps(result["data"], indent=2, default=str))
+    if result["calls"]:
+        table("Called processes", ["called at", "process", "item", "state", "now at"],
+              [[c["name"] or c["called_at"], c["process"], _item_label(c["item"]), c["state"], ", ".join(c["at"])]
+               for c in result["calls"]])
     print_tasks(result["tasks"], "Tasks")
+
+
+def _item_label(item: Any) -> str:
+    """A multi-instance item in one cell: its id or name when it has one, else its JSON."""
+    if isinstance(item, dict):
+        for key in ("id", "name", "title"):
+            if key in item:
+                return str(item[key])
+    return "" if item is None else json.dumps(item, default=str)[:60]
 
 
 def print_tasks(tasks: list[dict[str, Any]], title: str) -> None:

@@ -307,10 +307,12 @@ class Run:
             row = self._new_row(task, now)
             self.session.add(row)
             self.session.flush()
+            within = call_path(task)
             self.log.add("task_ready", task=row, task_id=row.id, lane=row.lane,
                          candidates=[f"{c.kind}:{c.name}" for c in row.candidates if c.kind != "excluded"],
                          excluded_by_duties=[c.name for c in row.candidates if c.kind == "excluded"],
-                         due=clock.as_utc(row.due).isoformat() if row.due else None)
+                         due=clock.as_utc(row.due).isoformat() if row.due else None,
+                         **({"within": within} if within else {}))
 
     def _new_row(self, task: Task, now: datetime) -> HumanTask:
         spec = task.task_spec
@@ -422,6 +424,39 @@ def start_events(session, definition: ProcessDefinition, kind: type) -> list[tup
     spec, _ = specs_of(session, definition)
     return [(t.bpmn_id, t.event_definition) for t in spec.task_specs.values()
             if isinstance(t, StartEvent) and isinstance(getattr(t, "event_definition", None), kind)]
+
+
+def call_path(task: Task) -> list[dict[str, Any]]:
+    """The call activities (or subprocesses) a task runs inside, outermost first, each with its process and
+    multi-instance item: the history says which corrective action of an audit a task belongs to."""
+    path, workflow = [], task.workflow
+    while workflow.parent_task_id is not None:
+        caller = workflow.top_workflow.get_task_from_id(workflow.parent_task_id)
+        item = getattr(caller.parent.task_spec, "input_item", None) if caller.parent else None
+        value = caller.data.get(item.bpmn_id) if item is not None else None
+        path.append({"called_at": caller.task_spec.bpmn_id, "process": workflow.spec.name,
+                     "item": value.get("id", value) if isinstance(value, dict) else value})
+        workflow = workflow.parent_workflow
+    return path[::-1]
+
+
+def called_processes(workflow: BpmnWorkflow) -> list[dict[str, Any]]:
+    """Each call activity or subprocess the instance started: where it was called, which process, for which
+    item of a multi-instance, whether it has finished, and where it is now."""
+    calls = []
+    for task_id, sub in workflow.subprocesses.items():
+        caller = find_task(workflow, str(task_id))
+        if caller is None:
+            continue
+        spec, parent = caller.task_spec, caller.parent.task_spec if caller.parent else None
+        item = getattr(parent, "input_item", None)
+        waiting = [t for t in sub.get_tasks(state=TaskState.READY | TaskState.WAITING)
+                   if getattr(t.task_spec, "bpmn_id", None) and (t.task_spec.manual or t.state == TaskState.WAITING)]
+        calls.append({"called_at": spec.bpmn_id, "name": spec.bpmn_name, "process": sub.spec.name,
+                      "item": caller.data.get(item.bpmn_id) if item is not None else None,
+                      "state": "completed" if sub.is_completed() else "running",
+                      "at": [t.task_spec.bpmn_name or t.task_spec.bpmn_id for t in waiting]})
+    return calls
 
 
 def message_names(session, definition: ProcessDefinition) -> set[str]:

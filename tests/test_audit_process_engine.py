@@ -266,6 +266,10 @@ def test_findings_open_one_capa_per_major_and_minor_and_the_audit_closes_after_a
     assert data["improvementSuggestions"] == [{"id": f"{audit_id}-F03", "clause": "9.1",
                                                "description": OFI["description"], "sourceRef": audit_id}]
     # one corrective action per Major or Minor finding, none for the OFI, all open at once
+    calls = shown["calls"]
+    assert sorted((c["called_at"], c["process"], c["item"]["id"], c["state"], tuple(c["at"])) for c in calls) == [
+        ("run_capas", "corrective_action", f"{audit_id}-F01", "running", ("Contain the nonconformity",)),
+        ("run_capas", "corrective_action", f"{audit_id}-F02", "running", ("Contain the nonconformity",))]
     opened = capa_tasks(ian, iid)
     assert sorted(t["finding"]["id"] for t in opened) == [f"{audit_id}-F01", f"{audit_id}-F02"]
     assert {t["finding"]["grade"] for t in opened} == {"Major", "Minor"}
@@ -274,6 +278,8 @@ def test_findings_open_one_capa_per_major_and_minor_and_the_audit_closes_after_a
     assert sent["findingCounts"] == {"Major": 1, "Minor": 1, "OFI": 1} and sent["sentTo"] == REPORT["distribution"]
     ready_capa = [e for e in events(history, "task_ready") if e["task"] in CAPA_TASKS]
     assert [e["task"] for e in ready_capa] == ["containment", "containment"]  # one per corrective action
+    assert sorted(e["payload"]["within"][0]["item"] for e in ready_capa) == [f"{audit_id}-F01", f"{audit_id}-F02"]
+    assert {e["payload"]["within"][0]["process"] for e in ready_capa} == {"corrective_action"}
     assert sorted(t["candidates"][0] for t in opened) == [OLGA, OLGA]
 
     assert close_capa(people, iid, f"{audit_id}-F02") == [  # the Minor one: no countersignature
