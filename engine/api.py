@@ -1135,7 +1135,7 @@ class Pmoflow:
             run.log.add("instance_started", data={}, version=definition.version, business_key=None,
                         by_timer=schedule.bpmn_id, expression=schedule.expression, due=due,
                         occurrence=schedule.fired + 1, process=runtime.PROCESS_NAME())
-            run.fire_start_timer()
+            run.fire_start_timer(due)
             self._finish(run)
             timing = start_timers.after(schedule.process_id, schedule.bpmn_id, schedule.expression,
                                         start_timers.Timing(schedule.next_due, schedule.remaining))

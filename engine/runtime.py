@@ -98,12 +98,20 @@ class Run:
         self.instance_id = instance.id
         self.cache_key = (_db_key(session), instance.id)
         self.log = InstanceLog(session, instance, actor)
-        self.engine = SandboxScriptEngine(handlers, helpers={"process_initiator": lambda: instance.started_by})
+        self.engine = SandboxScriptEngine(handlers, helpers={"process_initiator": lambda: instance.started_by,
+                                                             "task_performer": self._performer})
         self.workflow = workflow or self._load()
         self.workflow.script_engine = self.engine
         self.completed_ids: set[str] = set()
         self.outbox: list[messaging.Message] = []  # messages sent to other instances, delivered by the caller
+        self.start_due: str | None = None
         session.info.setdefault("runs", []).append(self)
+
+    def _performer(self, bpmn_id: str) -> str | None:
+        """`task_performer("plan")` in scripts: who last completed the human task `plan` of this instance."""
+        return self.session.scalar(select(HumanTask.completed_by).where(
+            HumanTask.instance_id == self.instance_id, HumanTask.bpmn_id == bpmn_id,
+            HumanTask.completed_by.is_not(None)).order_by(HumanTask.completed_at.desc(), HumanTask.id.desc()).limit(1))
 
     @classmethod
     def new(cls, session, instance, definition, actor, handlers, data: dict[str, Any],
@@ -157,10 +165,11 @@ class Run:
                      **message.record(), from_instance=message.sender_instance, from_task=message.sender_bpmn_id)
         self.advance()
 
-    def fire_start_timer(self) -> None:
+    def fire_start_timer(self, due: str) -> None:
         """Enter through the timer start event now, its schedule having come due. The schedule repeats a
         cycle by starting new instances, so a cycle start event fires once here instead of waiting in this
         instance for its next round."""
+        self.start_due = due  # what the timer_fired record gives as due: the schedule's, not SpiffWorkflow's
         for task in self.workflow.get_tasks(state=TaskState.WAITING):
             if isinstance(getattr(task.task_spec, "event_definition", None), CycleTimerEventDefinition):
                 task.internal_data["event_value"] = {"cycles": 1, "next": clock.now().isoformat(), "duration": 0.0}
@@ -262,7 +271,9 @@ class Run:
                      if c.has_state(TaskState.DEFINITE_MASK | TaskState.FINISHED_MASK)]
             self.log.add("gateway", task=ref, taken=taken)
         elif isinstance(spec, CatchingEvent) and isinstance(spec.event_definition, TimerEventDefinition):
-            self.log.add("timer_fired", task=ref, due=task.internal_data.get("event_value"), process=PROCESS_NAME())
+            due = self.start_due if isinstance(spec, StartEvent) and self.start_due else \
+                task.internal_data.get("event_value")
+            self.log.add("timer_fired", task=ref, due=due, process=PROCESS_NAME())
 
     def _record_decision(self, task: Task, ref: _TaskRef) -> None:
         engine = task.task_spec.dmnEngine

@@ -55,7 +55,7 @@ fails here too. Per case:
 
 ``mocks``
     ``{"name": value}``: script helper functions replaced by a function returning ``value`` (spiff-arena's
-    method mocks). ``process_initiator`` returns ``"tester"`` unless mocked.
+    method mocks). ``process_initiator`` and ``task_performer`` return ``"tester"`` unless mocked.
 
 ``expected_output_json``
     Compared with the data of the completed process: every key given must be there with an equal value; keys
@@ -227,7 +227,7 @@ def load_model(bpmn_file: Path) -> Model:
     parsed = _process_of(bpmn_file, processes)
     model = Model(parsed)
     specs = {parsed.spec.name: parsed.spec, **{k: v for k, v in parsed.subprocess_specs.items() if v is not None}}
-    start_ids = {s.name for s in parsed.spec.start.outputs}
+    start_ids = {s.name for s in _case_start_events(parsed.spec)}
     for process, spec in specs.items():
         for task_spec in spec.task_specs.values():
             bpmn_id = getattr(task_spec, "bpmn_id", None)
@@ -276,6 +276,15 @@ def _process_of(bpmn_file: Path, processes: list[parser.ParsedProcess]) -> parse
     if not preferred:
         raise CaseFailure(f"{bpmn_file.name} defines no process to test")
     return preferred[0]
+
+
+def _case_start_events(spec) -> list:
+    """The start event a case's start data goes to. Several start events sit behind SpiffWorkflow's
+    StartEventSplit; a timer start event is the worker's to enter (a case cannot start there), so beside one
+    other start event that one takes the data. Otherwise as before: the process's first task spec(s)."""
+    starts = [o for s in spec.start.outputs for o in (s.outputs if type(s).__name__ == "StartEventSplit" else [s])]
+    untimed = [s for s in starts if not isinstance(getattr(s, "event_definition", None), TimerEventDefinition)]
+    return untimed if len(untimed) == 1 else list(spec.start.outputs)
 
 
 def _kind(task_spec, is_start: bool) -> str:
@@ -431,7 +440,8 @@ class CaseScriptEngine(SandboxScriptEngine):
     """The engine's sandbox, with the case's service and script mocks and helper mocks."""
 
     def __init__(self, plan: Plan, handlers: Mapping[str, Handler]) -> None:
-        helpers: dict[str, Any] = {"process_initiator": lambda: DEFAULT_INITIATOR}
+        helpers: dict[str, Any] = {"process_initiator": lambda: DEFAULT_INITIATOR,
+                                   "task_performer": lambda bpmn_id: DEFAULT_INITIATOR}
         for name, value in plan.mocks.items():
             helpers[name] = _returning(value)
         super().__init__(handlers, helpers=helpers)

@@ -179,7 +179,7 @@ STANDARD_HELPERS = {
                          choice=random.choice, choices=random.choices, shuffle=random.shuffle,
                          sample=random.sample, uniform=random.uniform),
 }
-SCRIPT_HELPERS = frozenset(STANDARD_HELPERS) | {"process_initiator"}  # names task data may not take
+SCRIPT_HELPERS = frozenset(STANDARD_HELPERS) | {"process_initiator", "task_performer"}  # task data may not take
 
 
 class SandboxEnvironment(BasePythonScriptEngineEnvironment):
