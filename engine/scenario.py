@@ -55,7 +55,7 @@ fails here too. Per case:
 
 ``mocks``
     ``{"name": value}``: script helper functions replaced by a function returning ``value`` (spiff-arena's
-    method mocks). ``process_initiator`` and ``task_performer`` return ``"tester"`` unless mocked.
+    method mocks). ``process_initiator`` returns ``"tester"`` and ``task_performer`` ``None`` unless mocked.
 
 ``expected_output_json``
     Compared with the data of the completed process: every key given must be there with an equal value; keys
@@ -280,11 +280,12 @@ def _process_of(bpmn_file: Path, processes: list[parser.ParsedProcess]) -> parse
 
 def _case_start_events(spec) -> list:
     """The start event a case's start data goes to. Several start events sit behind SpiffWorkflow's
-    StartEventSplit; a timer start event is the worker's to enter (a case cannot start there), so beside one
-    other start event that one takes the data. Otherwise as before: the process's first task spec(s)."""
+    StartEventSplit; timer and message start events are the worker's and the sender's to enter (a case cannot
+    start there), so the one plain start event beside them takes the data. Otherwise: the process's first
+    task spec(s)."""
     starts = [o for s in spec.start.outputs for o in (s.outputs if type(s).__name__ == "StartEventSplit" else [s])]
-    untimed = [s for s in starts if not isinstance(getattr(s, "event_definition", None), TimerEventDefinition)]
-    return untimed if len(untimed) == 1 else list(spec.start.outputs)
+    plain = [s for s in starts if type(getattr(s, "event_definition", None)).__name__ == "NoneEventDefinition"]
+    return plain if len(plain) == 1 else list(spec.start.outputs)
 
 
 def _kind(task_spec, is_start: bool) -> str:
@@ -441,7 +442,7 @@ class CaseScriptEngine(SandboxScriptEngine):
 
     def __init__(self, plan: Plan, handlers: Mapping[str, Handler]) -> None:
         helpers: dict[str, Any] = {"process_initiator": lambda: DEFAULT_INITIATOR,
-                                   "task_performer": lambda bpmn_id: DEFAULT_INITIATOR}
+                                   "task_performer": lambda bpmn_id: None}
         for name, value in plan.mocks.items():
             helpers[name] = _returning(value)
         super().__init__(handlers, helpers=helpers)
