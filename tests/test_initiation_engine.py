@@ -674,7 +674,7 @@ def test_escalation_after_10_days_climbs_to_the_next_role_each_time(people):
     previous_user = "sara.spm"
     for level, (user, role) in enumerate(ladder, start=1):
         now = now + timedelta(days=11)
-        assert sara.run_due(now) == {"now": now.isoformat(), "fired": [iid], "errors": []}
+        assert sara.run_due(now) == {"now": now.isoformat(), "fired": [iid], "errors": [], "started": []}
         app = people(user)
         escalated = task_for(app, iid, "approve_charter")
         assert escalated["id"] != current["id"]
