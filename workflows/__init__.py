@@ -5,7 +5,7 @@ looks the id up in :data:`HANDLERS` and calls the function with the evaluated pa
 arguments. Handlers are plain functions: no database, no engine imports.
 """
 
-from . import capa, internal_audit, project_closure, quality_gate
+from . import capa, internal_audit, process_improvement, project_closure, quality_gate
 from .project_initiation import create_project, notify, register_request, search_lessons
 
 HANDLERS = {
@@ -30,6 +30,10 @@ HANDLERS = {
     "closure.notify": project_closure.notify,
     "closure.publish_lessons": project_closure.publish_lessons,
     "closure.close_project": project_closure.close_project,
+    "pip.register": process_improvement.register,
+    "pip.notify": process_improvement.notify,
+    "pip.request_baseline": process_improvement.request_baseline,
+    "pip.close": process_improvement.close,
 }
 
 __all__ = ["HANDLERS"]
