@@ -265,6 +265,15 @@ def test_findings_open_one_capa_per_major_and_minor_and_the_audit_closes_after_a
         (f"{audit_id}-F01", "Major", "audit", audit_id), (f"{audit_id}-F02", "Minor", "audit", audit_id)]
     assert data["improvementSuggestions"] == [{"id": f"{audit_id}-F03", "clause": "9.1",
                                                "description": OFI["description"], "sourceRef": audit_id}]
+    # the OFI becomes a process improvement proposal (#9) by message, with the lead auditor as its submitter
+    [pip] = ian.instances(process="process_improvement")
+    pip_shown = ian.show(pip["instance_id"])
+    assert pip["started_by"] == QUINN  # whose action (approving the report) sent it
+    assert pip_shown["data"]["proposalIn"] | {"title": None, "proposal": None} == {
+        "source": "OFI", "reference": f"{audit_id}-F03", "problem": OFI["description"], "title": None,
+        "proposal": None, "processArea": data["auditedProcess"], "submitter": data["leadAuditor"]}
+    [sent] = events(ian.history(iid), "message_sent")
+    assert (sent["task"], sent["payload"]["to_instance"]) == ("propose_improvements", pip["instance_id"])
     # one corrective action per Major or Minor finding, none for the OFI, all open at once
     calls = shown["calls"]
     assert sorted((c["called_at"], c["process"], c["item"]["id"], c["state"], tuple(c["at"])) for c in calls) == [
@@ -662,3 +671,17 @@ def test_duties_are_scoped_to_one_audit_of_the_programme(people):
     with pytest.raises(PermissionDenied):  # her own report: rightly refused
         quinn.complete(audit_task(quinn, iid, "approve_report", "Purchasing")["id"], APPROVE_REPORT)
     act(quinn, "approve_report", "Management review", APPROVE_REPORT)  # refused today: she drafted A's report
+
+
+def test_an_organisational_change_message_starts_a_programme_planned_by_an_internal_auditor(people):
+    pat, ian = people(PAT), people(IAN)
+    change = {"change": "Merger with the Lisbon office", "effectiveOn": "2027-03-01"}
+    [iid] = pat.message("organisational_change", change)["delivered_to"]
+    shown = ian.show(iid)
+    assert (shown["process_id"], shown["started_by"], shown["data"]["orgChange"]) == ("audit_programme", PAT, change)
+    [plan] = [t for t in shown["tasks"] if t["state"] == "ready"]
+    assert (plan["bpmn_id"], plan["candidates"]) == ("plan_programme", ["Internal Auditor"])
+    month = next_months(2)
+    complete(ian, iid, "plan_programme", {"programmeYear": int(month[:4]),
+                                          "audits": [programme_entry(month, ["4", "5"])]})
+    assert ian.show(iid)["data"]["programmeManager"] == IAN  # the planner runs it, not the sender

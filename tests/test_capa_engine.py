@@ -234,7 +234,7 @@ def test_minor_nonconformity_closed_by_the_auditor(people):
 
     data = assert_closed(ian, iid)
     assert data["planReviews"] == [{"cycle": 1, "round": 1, "by": "auditor", "decision": "Accept", "comment": ""}]
-    assert "qmsChangeRequest" not in data
+    assert not [e for e in ian.history(iid) if e["type"] == "message_sent"]  # no QMS change: no proposal
     assert inbox(quinn, iid) == []  # a Minor finding needs no countersignature
 
     history = ian.history(iid)
@@ -286,13 +286,17 @@ def test_major_nonconformity_needs_the_qd_countersignature(people):
 
     data = assert_closed(ian, iid, "Major")
     assert data["closer"] == "Quality Director"
-    request = data["qmsChangeRequest"]
-    assert (request["addressedTo"], request["status"], request["capaId"]) == (
-        "SEPG", "requested", data["capaRecord"]["capaId"])
     history = ian.history(iid)
+    # the QMS change went to process improvement (#9) as a proposal, the auditee who owns the plan submitting it
+    [sent] = [e for e in history if e["type"] == "message_sent"]
+    assert (sent["task"], sent["payload"]["message"]) == ("request_qms_change", "improvement_proposed")
+    proposal = ian.show(sent["payload"]["to_instance"])
+    assert (proposal["process_id"], proposal["data"]["proposalIn"]["source"]) == ("process_improvement", "CAPA")
+    assert proposal["data"]["proposalIn"]["reference"] == data["capaRecord"]["capaId"]
+    assert proposal["data"]["proposalIn"]["submitter"] == data["capaAuditee"]
     decision = [e for e in history if e["type"] == "decision"][0]["payload"]
     assert [r["id"] for r in decision["matched_rules"]] == ["Rule_major"]
-    assert [e["task"] for e in services(history)] == ["open_capa", "request_qms_change"]
+    assert [e["task"] for e in services(history)] == ["open_capa"]
     signed = [e for e in history if e["type"] == "task_completed" and e["task"] == "countersign_capa"]
     assert [(e["actor"], e["payload"]["data"]["countersignDecision"]) for e in signed] == [
         (QD, "Refuse"), (QD, "Countersign")]

@@ -20,7 +20,6 @@ HANDLERS = {
     "audit.close_audit": internal_audit.close_audit,
     "capa.open": capa.open_capa,
     "capa.escalate": capa.escalate,
-    "capa.request_qms_change": capa.request_qms_change,
     "gate.load_checklist": quality_gate.load_checklist,
     "gate.check_baseline": quality_gate.check_baseline,
     "gate.metrics_snapshot": quality_gate.metrics_snapshot,

@@ -74,24 +74,3 @@ def escalate(level: str, capa_id: str, subject: str, users: list[str] | None = N
         raise ValueError("an escalation needs at least one recipient user or role")
     return queued(level=level, capaId=capa_id, subject=subject, recipientsUsers=named, recipientsRole=held,
                   flaggedForManagementReview=level == "management-review")
-
-
-def request_qms_change(capa_id: str, finding_id: str, description: str,
-                       requested_on: str | None = None) -> dict[str, Any]:
-    """Record a request to change the quality management system (ISO 9001 §10.2.1 f) for the SEPG.
-
-    The process improvement proposal process (#9) does not exist yet: the request is recorded with status
-    ``requested`` for the SEPG to pick up; once #9 exists this becomes a message to it.
-    """
-    if not str(description).strip():
-        raise ValueError("describe the change to the quality management system")
-    return {
-        "requestId": f"PIP-{uuid.uuid4().hex[:8].upper()}",
-        "capaId": capa_id,
-        "findingId": finding_id,
-        "description": description.strip(),
-        "addressedTo": "SEPG",
-        "process": "process_improvement",
-        "status": "requested",
-        "requestedOn": _today(requested_on).isoformat(),
-    }
