@@ -315,9 +315,9 @@ class Pmoflow:
             message = run.outbox.pop(0)
             try:
                 self._deliver(run.session, message, hops + 1, sender=run)
-            except messaging.MessageUnmatched as exc:
+            except messaging.MessageRefused as exc:
                 run.outbox.clear()
-                run.fail_send(message, str(exc))
+                run.fail_send(message, exc)
                 run.sync_tasks()
                 run.save()
 
@@ -342,6 +342,7 @@ class Pmoflow:
                 missing = messaging.expected_properties(session, message.name) - set(message.correlation)
                 raise messaging.unmatched(message, idle, [d.process_id for d, _ in starts], missing)
             definition, start_event = starts[0]
+            runtime.check_message_start(session, definition, start_event, message)
             owner = message.actor if message.actor != WORKER or sender is None else sender.instance.started_by
             instance = self._new_instance(session, definition, owner)
             self._log_sent(sender, message, instance.id)

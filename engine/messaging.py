@@ -25,6 +25,7 @@ from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
+from pmoflow.engine import forms
 from pmoflow.engine.errors import InvalidInput, NotFound
 from pmoflow.engine.models import MessageWait, ProcessInstance
 
@@ -32,7 +33,12 @@ ACTIVE = ("running", "waiting")
 MAX_HOPS = 50  # messages answering messages within one command: more than this is a loop
 
 
-class MessageUnmatched(InvalidInput):
+class MessageRefused(InvalidInput):
+    """A message that cannot be delivered: sent from outside, it is refused; sent by an instance, that
+    instance goes into error at the task that sent it."""
+
+
+class MessageUnmatched(MessageRefused):
     """A message that no waiting instance and no message start event takes (or more than one would)."""
 
 
@@ -142,6 +148,21 @@ def expected_properties(session, name: str) -> set[str]:
     return {p for props in rows for p in props.split(",") if p}
 
 
+def check_payload(spec, message: Message, sources: dict[str, str]) -> None:
+    """A catch event with a form (`formJsonSchemaFilename`) takes only payloads that fit it, as a task's form
+    takes only fitting submissions: a bad message is refused at the door, not found broken later."""
+    props = (getattr(spec, "extensions", None) or {}).get("properties", {})
+    name = props.get("formJsonSchemaFilename")
+    if not name:
+        return
+    schema = forms.load_schema(sources[f"forms/{name}"], name)
+    try:
+        forms.validate(schema, message.payload if isinstance(message.payload, dict) else {}, name)
+    except InvalidInput as exc:
+        raise MessageRefused(f"{message.describe()}: the payload does not fit form {name} of "
+                             f"{spec.bpmn_id}: {'; '.join(exc.details)}", exc.details) from None
+
+
 def event_for(task: Task, message: Message, evaluate) -> BpmnEvent:
     """The event the receiving task catches: its own definition (so SpiffWorkflow matches it), the payload,
     and the values keyed the way the receiver's correlation properties read them.
@@ -150,6 +171,14 @@ def event_for(task: Task, message: Message, evaluate) -> BpmnEvent:
     variable raises a bare NameError: check first, and fill a plain-name property from the message's
     values (given with `--correlate`) when the payload lacks it."""
     definition = task.task_spec.event_definition
+    payload, correlations = correlated_payload(definition, message, evaluate)
+    # aimed at the receiving task's (sub)process, so a sibling waiting for the same name does not take it too
+    return BpmnEvent(definition, payload=payload, correlations=correlations, target=task.workflow)
+
+
+def correlated_payload(definition, message: Message, evaluate) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """The payload (completed from `--correlate` values where the receiver reads a plain name) and the
+    receiver's correlation values read from it, or MessageUnmatched naming a value the payload lacks."""
     payload = deepcopy(message.payload)
     correlations: dict[str, dict[str, Any]] = {}
     for prop in definition.correlation_properties:
@@ -167,8 +196,7 @@ def event_for(task: Task, message: Message, evaluate) -> BpmnEvent:
                 ) from None
         for key in prop.correlation_keys:
             correlations.setdefault(key, {})[prop.name] = value
-    # aimed at the receiving task's (sub)process, so a sibling waiting for the same name does not take it too
-    return BpmnEvent(definition, payload=payload, correlations=correlations, target=task.workflow)
+    return payload, correlations
 
 
 def waiting_task(workflow: BpmnWorkflow, message: Message) -> Task:

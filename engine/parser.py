@@ -1079,7 +1079,9 @@ def _form_names(doc: etree._ElementTree) -> list[str]:
 
 
 def _start_form(doc: etree._ElementTree, process_id: str) -> str | None:
-    xpath = ("//bpmn:process[@id=$pid]/bpmn:startEvent//spiffworkflow:property"
+    # the plain start event's form: a message start event's form checks message payloads instead
+    xpath = ("//bpmn:process[@id=$pid]/bpmn:startEvent[not(bpmn:messageEventDefinition) and "
+             "not(bpmn:timerEventDefinition) and not(bpmn:signalEventDefinition)]//spiffworkflow:property"
              "[@name='formJsonSchemaFilename']/@value")
     found = doc.getroot().xpath(xpath, namespaces=NS, pid=process_id)
     return found[0].strip() if found else None

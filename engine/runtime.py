@@ -155,6 +155,7 @@ class Run:
     def receive(self, message: messaging.Message) -> None:
         """Catch a message from another instance (or from outside) and run on."""
         task = messaging.waiting_task(self.workflow, message)
+        messaging.check_payload(task.task_spec, message, self.definition.sources)
         event = messaging.event_for(task, message, self.engine.environment.evaluate)
         try:
             self.workflow.send_event(event)
@@ -178,12 +179,12 @@ class Run:
             self.workflow.refresh_timers()  # a fired cycle completes on the refresh after
         self.advance()
 
-    def fail_send(self, message: messaging.Message, reason: str) -> None:
+    def fail_send(self, message: messaging.Message, refusal: Exception) -> None:
         """A message that could not be delivered puts its sender in error at the task that sent it, so a
         retry sends it again."""
         task = find_task(self.workflow, message.sender_task or "")
         spec = task.task_spec if task is not None else None
-        self._record_error({"message": reason, "type": "MessageUnmatched", "task_id": message.sender_task,
+        self._record_error({"message": str(refusal), "type": type(refusal).__name__, "task_id": message.sender_task,
                             "bpmn_id": getattr(spec, "bpmn_id", None), "task_name": getattr(spec, "bpmn_name", None),
                             "line": None, "line_text": ""})
 
@@ -432,9 +433,20 @@ def _enter_at(workflow: BpmnWorkflow, bpmn_id: str) -> None:
 
 def start_events(session, definition: ProcessDefinition, kind: type) -> list[tuple[str, Any]]:
     """The process's start events whose event definition is a `kind`: (bpmn id, event definition)."""
+    return [(t.bpmn_id, t.event_definition) for t in start_event_specs(session, definition, kind)]
+
+
+def start_event_specs(session, definition: ProcessDefinition, kind: type) -> list[Any]:
     spec, _ = specs_of(session, definition)
-    return [(t.bpmn_id, t.event_definition) for t in spec.task_specs.values()
+    return [t for t in spec.task_specs.values()
             if isinstance(t, StartEvent) and isinstance(getattr(t, "event_definition", None), kind)]
+
+
+def check_message_start(session, definition: ProcessDefinition, bpmn_id: str, message: messaging.Message) -> None:
+    """Refuse a message a start event would not take, before any instance exists for it."""
+    [spec] = [s for s in start_event_specs(session, definition, MessageEventDefinition) if s.bpmn_id == bpmn_id]
+    messaging.check_payload(spec, message, definition.sources)
+    messaging.correlated_payload(spec.event_definition, message, SandboxScriptEngine({}).environment.evaluate)
 
 
 def call_path(task: Task) -> list[dict[str, Any]]:

@@ -202,3 +202,19 @@ def test_cli_message_and_messages(app, db_url):
                                 "--correlate", "ticket=T-77"])
     assert sent.exit_code == 0, sent.stderr
     assert f"delivered to instance {asked['request']}" in sent.output
+
+
+def test_a_message_start_event_with_a_form_refuses_a_payload_that_does_not_fit(app):
+    carol = app("carol")
+    before = snapshot(carol)
+    with pytest.raises(InvalidInput, match="does not fit form review-request.schema.json") as refused:
+        carol.message("review_asked", {"ticket": "T-8"})
+    assert any(d.startswith("question") for d in refused.value.details)
+    assert snapshot(carol) == before
+    # sent by an instance, the refusal puts the sender in error at the send task, saying which field
+    asked = ask(app, "T-8", question="")
+    assert asked["status"] == "error"
+    error = carol.show(asked["request"])["error"]
+    assert (error["bpmn_id"], error["type"]) == ("ask", "MessageRefused")
+    assert "question" in error["message"] and "review-request.schema.json" in error["message"]
+    assert instance_of(carol, "review_answer") == []
