@@ -510,15 +510,15 @@ def test_bad_input_is_refused_and_nothing_changes(people):
     assert eve.show(iid) == before[0] and eve.history(iid) == before[1]
 
 
-def test_a_message_without_its_submitter_stops_at_registration_saying_what_is_missing(people):
-    """The engine does not check a message payload against a form: a payload that breaks the contract starts an
-    instance that stops in error at the registration, naming the missing fields (retry takes corrected data)."""
+def test_a_message_that_breaks_the_contract_is_refused_and_changes_nothing(people):
+    """The message start event's form (pip-message.schema.json) refuses a payload without its submitter or
+    reference, naming the fields, before any instance exists."""
     ian = people(AUDITOR)
-    [iid] = ian.message("improvement_proposed", message_payload(submitter=None, reference=""))["delivered_to"]
-    shown = ian.show(iid)
-    assert (shown["status"], shown["error"]["bpmn_id"]) == ("error", "register_proposal")
-    assert "the improvement_proposed message lacks reference, submitter" in shown["error"]["message"]
-    assert open_tasks(ian, iid) == []
+    before = ian.instances()
+    with pytest.raises(InvalidInput, match="does not fit form pip-message.schema.json") as refused:
+        ian.message("improvement_proposed", message_payload(submitter=None, reference=""))
+    assert {d.split(":")[0] for d in refused.value.details} == {"submitter", "reference"}
+    assert ian.instances() == before
 
 
 # ---------------------------------------------------------------------------------------------------------
