@@ -88,5 +88,27 @@ def demo_pmo(make_pmo) -> Pmoflow:
     app.init()
     return app
 
+
+People = Callable[[str], Pmoflow]
+
+
+def people_getter(make_pmo: Callable[..., Pmoflow], *known: Pmoflow) -> People:
+    """`get(user)`: one API object per user, made on first use and reused after, so that a scenario's steps
+    by the same person share one object (and its connections); `known` objects are reused for their users."""
+    made = {app.user: app for app in known}
+
+    def get(user: str) -> Pmoflow:
+        if user not in made:
+            made[user] = make_pmo(user)
+        return made[user]
+
+    return get
+
+
+@pytest.fixture
+def people(demo_pmo, make_pmo) -> People:
+    """`people("pete.pm")`: an API object acting as that demo user, on the demo database."""
+    return people_getter(make_pmo, demo_pmo)
+
 # Every save in the tests also makes a full serialization and compares: the incremental dump must match it.
 os.environ.setdefault("PMOFLOW_CHECK_STATE", "1")

@@ -12,13 +12,14 @@ test_gate_engine.py, whose gates call this process once per nonconformity.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from lxml import etree
+from scenario_helpers import after, assert_in_order, inbox, open_tasks
 
+from conftest import People
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.errors import InvalidInput, PermissionDenied
 
@@ -65,33 +66,14 @@ CLOSE = {"closureSummary": "Withdrawal step added; no recurrence.", "auditorSign
 COUNTERSIGN = {"countersignDecision": "Countersign", "qdSignature": "Quinn Quality-Director"}
 
 # ---------------------------------------------------------------------------------------------------------
-# Helpers
+# Helpers (the shared ones are in scenario_helpers.py; the `people` fixture is in conftest.py)
 # ---------------------------------------------------------------------------------------------------------
-
-People = Callable[[str], Pmoflow]
-
-
-@pytest.fixture
-def people(demo_pmo, make_pmo) -> People:
-    """`people("olga.owner")`: an API object acting as that demo user, on the demo database."""
-    made = {demo_pmo.user: demo_pmo}
-
-    def get(user: str) -> Pmoflow:
-        if user not in made:
-            made[user] = make_pmo(user)
-        return made[user]
-
-    return get
-
-
-def inbox(app: Pmoflow, instance_id: int | None = None) -> list[str]:
-    """The BPMN ids of the tasks in the acting user's inbox (of one instance, when given)."""
-    return sorted(t["bpmn_id"] for t in app.tasks() if instance_id in (None, t["instance_id"]))
 
 
 def task_for(app: Pmoflow, instance_id: int, bpmn_id: str, finding_id: str | None = None) -> dict:
     """The one task `bpmn_id` of the instance in the acting user's inbox (of the corrective action of
-    `finding_id`, when an instance runs several)."""
+    `finding_id`, when an instance runs several). Not the one of scenario_helpers.py: picking by finding, and
+    naming the finding when none or several match, are the corrective action's own."""
     found = [t for t in app.tasks() if t["instance_id"] == instance_id and t["bpmn_id"] == bpmn_id]
     if finding_id is not None:
         found = [t for t in found if app.task(t["id"])["data"]["capaFinding"]["id"] == finding_id]
@@ -104,33 +86,6 @@ def complete(app: Pmoflow, instance_id: int, bpmn_id: str, data: dict, finding_i
     result = app.complete(task_for(app, instance_id, bpmn_id, finding_id)["id"], data)
     assert result["error"] is None, result["error"]
     return result
-
-
-def open_tasks(app: Pmoflow, instance_id: int) -> list[tuple[str, list[str]]]:
-    """(bpmn id, candidates) of every open task of the instance, whoever may take it, sorted."""
-    return sorted((t["bpmn_id"], t["candidates"]) for t in app.show(instance_id)["tasks"] if t["state"] == "ready")
-
-
-def assert_in_order(history: list[dict], expected: list[tuple[str, str | None]]) -> list[dict]:
-    """`expected` (type, task) pairs occur in the history in this order (other events may come between);
-    returns the matching events."""
-    assert [e["seq"] for e in history] == list(range(1, len(history) + 1))
-    found, rest = [], iter(history)
-    for kind, task in expected:
-        for event in rest:
-            if event["type"] == kind and (task is None or event["task"] == task):
-                found.append(event)
-                break
-        else:
-            raise AssertionError(f"no {kind} {task} after {found[-1:]}; history: "
-                                 f"{[(e['type'], e['task']) for e in history]}")
-    return found
-
-
-def after(moment: str | datetime, days: float) -> datetime:
-    """An aware UTC time `days` after an ISO timestamp (or datetime) from the API."""
-    base = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
-    return base.astimezone(UTC) + timedelta(days=days)
 
 
 def services(history: list[dict], task: str | None = None) -> list[dict]:

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
-from test_capa_engine import People, after, assert_in_order, complete, inbox, open_tasks, services, task_for
+from scenario_helpers import after, assert_in_order, complete, inbox, open_tasks, task_data, task_for
+from test_capa_engine import services
 
-from pmoflow.engine.api import Pmoflow
+from conftest import People
 from pmoflow.engine.errors import InvalidInput, PermissionDenied
 from pmoflow.workflows.project_closure import archive_baseline
 
@@ -88,31 +89,14 @@ RETURN = {"approvalDecision": "Return", "approvalComment": "Attach the final inv
           "approverSignature": "Alex Assistant-Director"}
 
 # ---------------------------------------------------------------------------------------------------------
-# Helpers
+# Helpers (the shared ones are in scenario_helpers.py; the `people` fixture is in conftest.py)
 # ---------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def people(demo_pmo, make_pmo) -> People:
-    """`people("pete.pm")`: an API object acting as that demo user, on the demo database."""
-    made = {demo_pmo.user: demo_pmo}
-
-    def get(user: str) -> Pmoflow:
-        if user not in made:
-            made[user] = make_pmo(user)
-        return made[user]
-
-    return get
 
 
 def start(people: People, data: dict, user: str = PM) -> int:
     result = people(user).start(PROCESS, data)
     assert (result["status"], result["error"]) == ("running", None)
     return result["instance_id"]
-
-
-def data_of(app: Pmoflow, iid: int, bpmn_id: str) -> dict:
-    return app.task(task_for(app, iid, bpmn_id)["id"])["data"]
 
 
 def parallel_work(people: People, iid: int) -> None:
@@ -162,7 +146,7 @@ def test_a_completed_fixed_price_project_is_closed_and_its_benefits_reviewed(peo
     assert inbox(people(MDA), iid) == ["validate_actuals"] and inbox(people(CE), iid) == ["confirm_baseline"]
     assert inbox(people(SQA), iid) == ["closure_audit"] and inbox(pete, iid) == []
     parallel_work(people, iid)
-    workshop = data_of(pete, iid, "lessons_workshop")
+    workshop = task_data(pete, iid, "lessons_workshop")
     assert workshop["finalActuals"] == {"effortHours": 5200, "budgetAtCompletion": 800000, "actualCost": 800000,
                                         "spi": 0.95, "cpi": 0.95, "costVariancePct": 0.0, "defects": 63,
                                         "defectDensity": 1.5, "sizeUnit": "KLOC", "status": "Validated"}
@@ -233,7 +217,7 @@ def test_a_completed_fixed_price_project_is_closed_and_its_benefits_reviewed(peo
 def test_a_terminated_project_needs_no_acceptance_and_the_pd_approves(people):
     pete, pat, alex = people(PM), people(PD), people(APD)
     iid = start(people, request("terminated", "internal", sponsorUser=None))
-    data = data_of(pete, iid, "closure_checklist")
+    data = task_data(pete, iid, "closure_checklist")
     assert (data["terminated"], data["terminationRationale"]) == (
         True, "The business case no longer holds: the market moved.")
     assert data["closureChecklist"]["acceptanceRequired"] is False
@@ -263,7 +247,7 @@ def test_the_checklist_comes_back_with_the_reason_and_the_third_return_goes_to_t
     iid = start(people, request("completed", "internal"))
     missing = checklist(acceptance=None, remainingItems=[{**RISK, "owner": PM}])
     complete(pete, iid, "closure_checklist", missing)
-    data = data_of(pete, iid, "closure_checklist")
+    data = task_data(pete, iid, "closure_checklist")
     assert data["checklistError"] == (
         "The acceptance document is required for a completed internal project: give its reference, who accepted "
         "and when. Open items must go to an owner who stays after closure, not the project manager: R-4.")
@@ -300,7 +284,7 @@ def test_an_approver_who_returns_the_checklist_sends_it_back_to_the_pm(people):
     assert inbox(pete, iid) == ["closure_checklist"]
     complete(pete, iid, "closure_checklist", checklist())
     assert inbox(people(SQA), iid) == ["closure_audit"]
-    assert data_of(people(SQA), iid, "closure_audit")["checklistRound"] == 4
+    assert task_data(people(SQA), iid, "closure_audit")["checklistRound"] == 4
 
 
 def test_the_approver_returns_the_closure_to_the_pm(people):
@@ -341,7 +325,7 @@ def test_the_curation_sla_reminds_the_km_at_10_days_and_escalates_at_20(people):
 
     # a curation that misses a lesson comes back with the reason
     complete(kim, iid, "curate_lessons", {"curations": CURATION["curations"][:2]})
-    assert data_of(kim, iid, "curate_lessons")["curationError"] == "No decision for LL-3."
+    assert task_data(kim, iid, "curate_lessons")["curationError"] == "No decision for LL-3."
     complete(kim, iid, "curate_lessons", CURATION)
     assert inbox(people(APD), iid) == ["approve_closure"]
     history = kim.history(iid)
@@ -362,7 +346,7 @@ def test_a_kill_message_starts_a_terminated_closure(people):
     [iid] = sent["delivered_to"]
     shown = alex.show(iid)
     assert (shown["process_id"], shown["status"], shown["error"]) == (PROCESS, "running", None)
-    data = data_of(pete, iid, "closure_checklist")
+    data = task_data(pete, iid, "closure_checklist")
     assert data["closureRequest"] == payload
     assert {k: data[k] for k in ("projectId", "closureType", "contractType", "terminated", "terminationRationale",
                                  "gateRef", "closureTrigger")} == {

@@ -18,20 +18,10 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
-from test_capa_engine import (
-    QD,
-    People,
-    after,
-    assert_in_order,
-    close_capa,
-    complete,
-    inbox,
-    open_tasks,
-    run_capa,
-    services,
-    task_for,
-)
+from scenario_helpers import after, assert_in_order, complete, inbox, open_tasks, task_for
+from test_capa_engine import QD, close_capa, run_capa, services
 
+from conftest import People
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.errors import InvalidInput, PermissionDenied
 from pmoflow.workflows.quality_gate import load_checklist
@@ -115,21 +105,8 @@ RECYCLE = decide("RECYCLE", recycleTargetStage="Design", recycleGaps="The design
 JUSTIFICATION = "The gatekeepers accept the risk: the sponsor needs the release."
 
 # ---------------------------------------------------------------------------------------------------------
-# Helpers (the others come from test_capa_engine.py)
+# Helpers (shared ones: scenario_helpers.py; CAPA steps: test_capa_engine.py; `people`: conftest.py)
 # ---------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def people(demo_pmo, make_pmo) -> People:
-    """`people("pete.pm")`: an API object acting as that demo user, on the demo database."""
-    made = {demo_pmo.user: demo_pmo}
-
-    def get(user: str) -> Pmoflow:
-        if user not in made:
-            made[user] = make_pmo(user)
-        return made[user]
-
-    return get
 
 
 def start(people: People, data: dict | None = None, user: str = SECRETARY) -> int:

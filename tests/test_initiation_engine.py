@@ -12,11 +12,12 @@ The form data builders are copied from test_initiation_model.py, with the demo o
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from scenario_helpers import after, assert_in_order, complete, inbox, open_tasks, task_for
 
+from conftest import People
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
@@ -123,47 +124,8 @@ CONDITIONS = [
 ]
 
 # ---------------------------------------------------------------------------------------------------------
-# Helpers
+# Helpers (the shared ones are in scenario_helpers.py; the `people` fixture is in conftest.py)
 # ---------------------------------------------------------------------------------------------------------
-
-People = Callable[[str], Pmoflow]
-
-
-@pytest.fixture
-def people(demo_pmo, make_pmo) -> People:
-    """`people("pete.pm")`: an API object acting as that demo user, on the demo database."""
-    made = {demo_pmo.user: demo_pmo}
-
-    def get(user: str) -> Pmoflow:
-        if user not in made:
-            made[user] = make_pmo(user)
-        return made[user]
-
-    return get
-
-
-def inbox(app: Pmoflow, instance_id: int | None = None) -> list[str]:
-    """The BPMN ids of the tasks in the acting user's inbox (of one instance, when given)."""
-    return sorted(t["bpmn_id"] for t in app.tasks() if instance_id in (None, t["instance_id"]))
-
-
-def task_for(app: Pmoflow, instance_id: int, bpmn_id: str) -> dict:
-    """The one task `bpmn_id` of the instance in the acting user's inbox."""
-    found = [t for t in app.tasks() if t["instance_id"] == instance_id and t["bpmn_id"] == bpmn_id]
-    assert len(found) == 1, f"{app.user} has {inbox(app, instance_id)}, not one {bpmn_id}"
-    return found[0]
-
-
-def complete(app: Pmoflow, instance_id: int, bpmn_id: str, data: dict) -> dict:
-    """Complete the task `bpmn_id` of the instance from the acting user's inbox."""
-    result = app.complete(task_for(app, instance_id, bpmn_id)["id"], data)
-    assert result["error"] is None, result["error"]
-    return result
-
-
-def open_tasks(app: Pmoflow, instance_id: int) -> list[tuple[str, list[str]]]:
-    """(bpmn id, candidates) of every open task of the instance, whoever may take it, sorted."""
-    return sorted((t["bpmn_id"], t["candidates"]) for t in app.show(instance_id)["tasks"] if t["state"] == "ready")
 
 
 def start(people: People, data: dict, user: str = SPONSOR) -> int:
@@ -182,32 +144,10 @@ def to_approval(people: People, iid: int, pm_name: str | None = "pete.pm", spons
     complete(people("cora.cm"), iid, "confirm_cm_plan", CM_OK)
 
 
-def assert_in_order(history: list[dict], expected: list[tuple[str, str | None]]) -> list[dict]:
-    """`expected` (type, task) pairs occur in the history in this order (other events may come between);
-    returns the matching events. The sequence numbers count 1, 2, 3 ... without gaps."""
-    assert [e["seq"] for e in history] == list(range(1, len(history) + 1))
-    found, rest = [], iter(history)
-    for kind, task in expected:
-        for event in rest:
-            if event["type"] == kind and (task is None or event["task"] == task):
-                found.append(event)
-                break
-        else:
-            raise AssertionError(f"no {kind} {task} after {found[-1:]}; history: "
-                                 f"{[(e['type'], e['task']) for e in history]}")
-    return found
-
-
 def one(history: list[dict], kind: str, task: str | None = None) -> dict:
     matches = [e for e in history if e["type"] == kind and (task is None or e["task"] == task)]
     assert len(matches) == 1, (kind, task, len(matches))
     return matches[0]
-
-
-def after(moment: str | datetime, days: float) -> datetime:
-    """An aware UTC time `days` after an ISO timestamp (or datetime) from the API."""
-    base = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
-    return base.astimezone(UTC) + timedelta(days=days)
 
 
 def snapshot(app: Pmoflow, instance_id: int) -> tuple[dict, list[dict]]:

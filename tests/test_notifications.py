@@ -10,14 +10,14 @@ is set, on PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from scenario_helpers import task_for
 from test_cli import assert_error, run, run_json
-from test_initiation_engine import request, task_for, to_approval
+from test_initiation_engine import request, to_approval
 
-from conftest import FIXTURES, TEST_ORG
+from conftest import FIXTURES, TEST_ORG, People, people_getter
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.errors import InvalidInput, NotFound, PermissionDenied
 
@@ -25,19 +25,11 @@ PACKAGE = FIXTURES / "notifications"
 REMINDER = "Reminder: the package is waiting for your approval"
 ESCALATION = "Overdue: the package was not approved in 5 days"
 
-People = Callable[[str], Pmoflow]
-
 
 @pytest.fixture
 def people(make_pmo) -> People:
     """`people("carol")`: an API object acting as that user of the test organisation, with the fixture process."""
-    made: dict[str, Pmoflow] = {}
-
-    def get(user: str) -> Pmoflow:
-        if user not in made:
-            made[user] = make_pmo(user)
-        return made[user]
-
+    get = people_getter(make_pmo)
     get("alice").init(TEST_ORG)
     get("alice").deploy([PACKAGE])
     return get
@@ -45,14 +37,8 @@ def people(make_pmo) -> People:
 
 @pytest.fixture
 def demo_people(demo_pmo, make_pmo) -> People:
-    made = {demo_pmo.user: demo_pmo}
-
-    def get(user: str) -> Pmoflow:
-        if user not in made:
-            made[user] = make_pmo(user)
-        return made[user]
-
-    return get
+    """conftest's `people` (demo users), under another name: `people` here is the test organisation's."""
+    return people_getter(make_pmo, demo_pmo)
 
 
 def waiting_package(people: People) -> tuple[int, dict, datetime]:

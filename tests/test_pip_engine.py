@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from scenario_helpers import after, complete, inbox, open_tasks, task_data, task_for
 
+from conftest import People
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.errors import InvalidInput, PermissionDenied
 from pmoflow.workflows import process_improvement as pip
@@ -91,57 +92,14 @@ ADOPTION = {"adoptionRatePct": 85, "projectsUsing": 17, "adopted": True,
             "adoptionFindings": "17 of 20 projects use version C."}
 
 # ---------------------------------------------------------------------------------------------------------
-# Helpers
+# Helpers (the shared ones are in scenario_helpers.py; the `people` fixture is in conftest.py)
 # ---------------------------------------------------------------------------------------------------------
-
-People = Callable[[str], Pmoflow]
-
-
-@pytest.fixture
-def people(demo_pmo, make_pmo) -> People:
-    """`people("eve.sepg")`: an API object acting as that demo user, on the demo database."""
-    made = {demo_pmo.user: demo_pmo}
-
-    def get(user: str) -> Pmoflow:
-        if user not in made:
-            made[user] = make_pmo(user)
-        return made[user]
-
-    return get
-
-
-def inbox(app: Pmoflow, iid: int) -> list[str]:
-    return sorted(t["bpmn_id"] for t in app.tasks() if t["instance_id"] == iid)
-
-
-def task_for(app: Pmoflow, iid: int, bpmn_id: str) -> dict:
-    found = [t for t in app.tasks() if t["instance_id"] == iid and t["bpmn_id"] == bpmn_id]
-    assert len(found) == 1, f"{app.user} has {inbox(app, iid)}, not one {bpmn_id}"
-    return found[0]
-
-
-def complete(app: Pmoflow, iid: int, bpmn_id: str, data: dict) -> dict:
-    result = app.complete(task_for(app, iid, bpmn_id)["id"], data)
-    assert result["error"] is None, result["error"]
-    return result
-
-
-def data_of(app: Pmoflow, iid: int, bpmn_id: str) -> dict:
-    return app.task(task_for(app, iid, bpmn_id)["id"])["data"]
-
-
-def open_tasks(app: Pmoflow, iid: int) -> list[tuple[str, list[str]]]:
-    return sorted((t["bpmn_id"], t["candidates"]) for t in app.show(iid)["tasks"] if t["state"] == "ready")
 
 
 def start(people: People, data: dict, user: str = PM) -> int:
     result = people(user).start(PROCESS, data)
     assert (result["status"], result["error"]) == ("running", None)
     return result["instance_id"]
-
-
-def after(moment: str, days: float) -> datetime:
-    return datetime.fromisoformat(moment).astimezone(UTC) + timedelta(days=days)
 
 
 def decisions(app: Pmoflow, iid: int) -> list[str]:
@@ -264,7 +222,7 @@ def test_a_message_starts_a_proposal_owned_by_the_sender_and_completed_by_the_su
     assert (data["pipSource"], data["pipReference"], data["submitter"], data["title"]) == (
         "OFI", "AUD-2027-03/F-4", OWNER, payload["title"])
     complete(olga, iid, "complete_proposal", DETAILS)
-    record = data_of(eve, iid, "triage_proposal")["pipRecord"]
+    record = task_data(eve, iid, "triage_proposal")["pipRecord"]
     assert (record["source"], record["reference"], record["toolChange"], record["assets"]) == (
         "OFI", "AUD-2027-03/F-4", True, DETAILS["affectedAssets"])
 
@@ -276,7 +234,7 @@ def test_a_message_starts_a_proposal_owned_by_the_sender_and_completed_by_the_su
     assert inbox(olga, iid) == []  # the tool comes first
     complete(people(TDT), iid, "prepare_tool", TOOL)
     complete(olga, iid, "run_pilot", MET)
-    assert data_of(eve, iid, "evaluate_pilot")["criteriaUnmet"] == []
+    assert task_data(eve, iid, "evaluate_pilot")["criteriaUnmet"] == []
     complete(eve, iid, "evaluate_pilot", {"pilotDecision": "Deploy"})
     assert inbox(people(TDT), iid) == ["deploy_tool"]
     deploy(people, iid, TRAINING, tool=True)
@@ -296,7 +254,7 @@ def test_the_other_senders_are_taken_too(people, source):
                                                                        submitter=PM))
     [iid] = sent["delivered_to"]
     assert people(KM).show(iid)["started_by"] == KM
-    assert data_of(people(PM), iid, "complete_proposal")["pipSource"] == source
+    assert task_data(people(PM), iid, "complete_proposal")["pipSource"] == source
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -355,7 +313,7 @@ def test_an_iso_controlled_change_is_countersigned_by_the_qd_after_a_return_then
     it back to the evaluation; a pilot whose criteria are unmet cannot be deployed, and the SEPG abandons it."""
     eve, quinn, olga = people(SEPG), people(QD), people(OWNER)
     iid = start(people, proposal(affectedAssets=["OSP-06 Configuration management procedure"], isoControlled=False))
-    assert data_of(eve, iid, "triage_proposal")["pipRecord"]["isoControlledAssets"] == [
+    assert task_data(eve, iid, "triage_proposal")["pipRecord"]["isoControlledAssets"] == [
         "OSP-06 Configuration management procedure"]
     to_approval(people, iid, EVAL_PROCESS)
     complete(eve, iid, "approve_sepg_board", APPROVE)
@@ -364,20 +322,20 @@ def test_an_iso_controlled_change_is_countersigned_by_the_qd_after_a_return_then
     complete(quinn, iid, "qd_countersign", {"qdDecision": "Return", "qdComment": "Say who signs the withdrawal.",
                                             "qdSignature": "Quinn Quality-Director"})
     assert inbox(eve, iid) == ["evaluate_proposal"]
-    assert data_of(eve, iid, "evaluate_proposal")["approvals"][-1]["rationale"] == "Say who signs the withdrawal."
+    assert task_data(eve, iid, "evaluate_proposal")["approvals"][-1]["rationale"] == "Say who signs the withdrawal."
     complete(eve, iid, "evaluate_proposal", EVAL_PROCESS)
     complete(eve, iid, "approve_sepg_board", APPROVE)
     complete(quinn, iid, "qd_countersign", {"qdDecision": "Countersign", "qdSignature": "Quinn Quality-Director"})
 
     # a plan without pilot projects comes back
     complete(eve, iid, "plan_actions", PLAN)
-    assert data_of(eve, iid, "plan_actions")["planProblem"].startswith("The PIPApproval rules ask for a pilot")
+    assert task_data(eve, iid, "plan_actions")["planProblem"].startswith("The PIPApproval rules ask for a pilot")
     complete(eve, iid, "plan_actions", PILOT_PLAN)
     assert inbox(people(TDT), iid) == []
     complete(olga, iid, "run_pilot", UNMET)
-    assert data_of(eve, iid, "evaluate_pilot")["criteriaUnmet"] == ["Report effort"]
+    assert task_data(eve, iid, "evaluate_pilot")["criteriaUnmet"] == ["Report effort"]
     complete(eve, iid, "evaluate_pilot", {"pilotDecision": "Deploy"})  # refused by the process: criteria unmet
-    assert data_of(eve, iid, "evaluate_pilot")["pilotProblem"].startswith("Not every success criterion")
+    assert task_data(eve, iid, "evaluate_pilot")["pilotProblem"].startswith("Not every success criterion")
     complete(eve, iid, "evaluate_pilot", {"pilotDecision": "Abandon", "pilotComment": "Costs more than it saves."})
 
     data = closed(eve, iid, "ABANDONED")
