@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-workers clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/step_cost.py
+
+# Needs PostgreSQL (PMOFLOW_BENCH_PG_URL or PMOFLOW_TEST_PG_URL) and 5-10 minutes: see docs/performance.md.
+bench-workers: $(STAMP)
+	$(BIN)/python bench/workers.py --repeat 5 --quiet-wait 60
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

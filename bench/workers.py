@@ -1,7 +1,8 @@
 """Due timers fired per second by one and by two worker processes on PostgreSQL, and whether each fired once.
 
 Run:  PMOFLOW_BENCH_PG_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python bench/workers.py
-      [--timers 300] [--repeat 3] [--quick] [--no-cli] [--json FILE]
+      [--timers 300] [--repeat 3] [--quiet-wait SECONDS] [--quick] [--no-cli] [--json FILE]
+      PMOFLOW_BENCH_PG_URL=... make bench-workers     (the figures in docs/performance.md)
       (PMOFLOW_TEST_PG_URL is read too; the script needs PostgreSQL: SQLite serialises writers.)
 
 Each measurement gets a fresh PostgreSQL schema (dropped afterwards): `Pmoflow.init` with a one-user
@@ -24,11 +25,16 @@ per transaction after `SELECT ... FOR UPDATE SKIP LOCKED`, skipping an instance 
 already fired. After each measurement the script counts `timer_fired` audit events per instance: the share
 fired exactly once must be 100%; a timer fired twice, or not at all, is printed with its instance and the
 exit code is 1. It also checks that every instance completed, that no worker reported an error, and that the
-audit hash chains verify, and shows how the firings split between the workers.
+audit hash chains verify, and shows how the firings split between the workers. In pass mode each worker also
+counts its lock attempts that found the instance taken or already fired by the other (both walk the same list).
+
+The machine is shared: for each measurement the script records how busy all its CPUs were (every process
+counted, from /proc/stat) in the second before the timed section and during it, so that a run on a machine
+already saturated by other jobs shows as such.
 
 For comparison, **bare SpiffWorkflow** in memory fires the same timer: deserialize_json -> refresh_timers ->
 do_engine_steps -> serialize_json (SPIFF_CONFIG serializer). The process is parsed by SpiffWorkflow's own
-parser; pmoflow's clock is used only to start those workflows a day back, so that their timer is due.
+parser; pmoflow's clock is used only to start that workflow two days back, so that its timer is due.
 
 Repetitions of the four configurations are interleaved; the script prints medians and ratios and asserts
 nothing about the times. PMOFLOW_CHECK_STATE (the tests' full-dump guard on every save) is switched off,
@@ -92,6 +98,7 @@ PG_ENV = ("PMOFLOW_BENCH_PG_URL", "PMOFLOW_TEST_PG_URL")
 PMOFLOW = Path(sys.executable).parent / "pmoflow"
 MODES = ("pass", "cli")
 WORKER_COUNTS = (1, 2)
+QUIET = 0.2  # a machine less busy than this (all CPUs, every process) counts as idle
 WORKER_TIMEOUT = 900.0  # seconds; a worker still running then is killed and the run reported as failed
 
 
@@ -104,7 +111,8 @@ def cpu_ticks() -> tuple[int, int] | None:
     """(busy, total) jiffies of the whole machine, every process counted; None off Linux. The machine is
     shared: this shows whether the cores were free for the workers or taken by something else."""
     try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        # user nice system idle iowait irq softirq steal (guest time is counted in user already)
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     except (OSError, ValueError):
         return None
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
@@ -117,6 +125,13 @@ def busy_share(before: tuple[int, int] | None, after: tuple[int, int] | None) ->
     return (after[0] - before[0]) / (after[1] - before[1])
 
 
+def background_busy(seconds: float = 1.0) -> float | None:
+    """How busy the machine is without the workers working: sampled just before the timed section."""
+    before = cpu_ticks()
+    time.sleep(seconds)
+    return busy_share(before, cpu_ticks())
+
+
 # -- the worker child -----------------------------------------------------------------------------------
 
 
@@ -125,6 +140,15 @@ def child(url: str, now_text: str) -> int:
     app = Pmoflow(url)
     app.db.check_schema()  # opens the first connection and checks the schema version, as any command would
     now = datetime.fromisoformat(now_text)
+    attempts = Counter()
+    fire = getattr(app, "_fire", None)
+    if fire is not None:  # count the instances this worker tried and found taken or already fired (private seam)
+        def counted(instance_id: int, cutoff: datetime) -> str | None:
+            result = fire(instance_id, cutoff)
+            attempts["fired" if result is not None else "lost"] += 1
+            return result
+
+        app._fire = counted
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         return 2
@@ -132,6 +156,7 @@ def child(url: str, now_text: str) -> int:
     result = app.run_due(now)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     print(json.dumps({"fired": result["fired"], "errors": result["errors"], "seconds": wall, "cpu_seconds": cpu,
+                      "lost": attempts["lost"] if fire is not None else None,
                       "process": f"{socket.gethostname()}:{os.getpid()}"}), flush=True)
     app.close()
     return 0
@@ -181,11 +206,14 @@ class Outcome:
     seconds: float
     worker_seconds: list[float] = field(default_factory=list)
     worker_cpu_seconds: list[float] = field(default_factory=list)
+    lost: int | None = None  # lock attempts that found the instance taken or already fired by another worker
     machine_busy: float | None = None  # share of all the machine's CPU time busy during the timed section
+    background: float | None = None  # the same share in the second before it, the workers idle
     load_before: float | None = None  # 1-minute load average when the measurement started
     fired_once: int = 0
     problems: list[str] = field(default_factory=list)
     split: dict[str, int] = field(default_factory=dict)  # firing process -> timers it fired
+    rep: int = 0
 
     @property
     def per_second(self) -> float:
@@ -249,6 +277,7 @@ def run_pass(url: str, now: datetime, workers: int, timers: int) -> tuple[Outcom
             line = proc.stdout.readline().strip()
             if line != "ready":
                 raise RuntimeError(f"worker did not start: {line!r} {proc.stderr.read()}")
+        background = background_busy()
         ticks, start = cpu_ticks(), time.perf_counter()
         for proc in procs:
             proc.stdin.write("go\n")
@@ -268,14 +297,16 @@ def run_pass(url: str, now: datetime, workers: int, timers: int) -> tuple[Outcom
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+    lost = [r.get("lost") for r in reported]
     outcome = Outcome("pass", workers, timers, elapsed, [r["seconds"] for r in reported],
-                      [r["cpu_seconds"] for r in reported], busy)
+                      [r["cpu_seconds"] for r in reported], None if None in lost else sum(lost), busy, background)
     return outcome, reported
 
 
 def run_cli(url: str, now: datetime, workers: int, timers: int) -> tuple[Outcome, list[dict[str, Any]]]:
     """`pmoflow worker --once` processes started together; timed from the first start to the last exit."""
     command = [str(PMOFLOW), "--db", url, "worker", "--once", "--now", now.isoformat(), "--json"]
+    background = background_busy()
     ticks, start = cpu_ticks(), time.perf_counter()
     procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
              for _ in range(workers)]
@@ -292,7 +323,7 @@ def run_cli(url: str, now: datetime, workers: int, timers: int) -> tuple[Outcome
         if proc.returncode != 0:
             raise RuntimeError(f"pmoflow worker exited with {proc.returncode}: {out} {err}")
         reported.append(json.loads(out))
-    return Outcome("cli", workers, timers, elapsed, machine_busy=busy), reported
+    return Outcome("cli", workers, timers, elapsed, machine_busy=busy, background=background), reported
 
 
 def cli_startup(url: str, now: datetime) -> float:
@@ -307,12 +338,25 @@ def cli_startup(url: str, now: datetime) -> float:
     return elapsed
 
 
-def measure(base_url: str, folder: Path, mode: str, workers: int, timers: int) -> tuple[Outcome, float | None]:
+def wait_for_quiet(max_wait: float) -> None:
+    """On a shared machine, give other jobs up to `max_wait` seconds to leave the CPUs idle."""
+    deadline = time.monotonic() + max_wait
+    while time.monotonic() < deadline:
+        busy = background_busy()
+        if busy is None or busy < QUIET:
+            return
+    log(f"  the machine stayed busy for {max_wait:.0f} s: measuring anyway")
+
+
+def measure(base_url: str, folder: Path, mode: str, workers: int, timers: int,
+            quiet_wait: float) -> tuple[Outcome, float | None]:
     """One measurement on a schema of its own; the start-up probe runs on it afterwards (cli mode only)."""
     with postgres_schema(base_url) as url:
         t0 = time.perf_counter()
         now = prepare(url, folder, timers)
         log(f"  set up {timers} due timers in {time.perf_counter() - t0:.1f} s")
+        if quiet_wait > 0:
+            wait_for_quiet(quiet_wait)
         runner = run_pass if mode == "pass" else run_cli
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         outcome, reported = runner(url, now, workers, timers)
@@ -357,11 +401,19 @@ def bare_spiff(folder: Path, samples: int) -> dict[str, float]:
 # -- report ---------------------------------------------------------------------------------------------
 
 
-def report(outcomes: list[Outcome], startups: list[float], bare: dict[str, float], timers: int, repeat: int) -> str:
-    lines = [f"{timers} due timers per measurement, {repeat} repetition(s) of each configuration; "
-             f"{os.cpu_count()} CPUs; PostgreSQL on the same machine; engine {Path(api.__file__).parent}", ""]
-    lines.append(f"{'mode':6}{'workers':>8}{'timers/s median':>17}{'min-max':>15}{'ms/timer':>10}"
-                 f"{'worker CPU ms/timer':>21}{'machine busy':>14}{'exactly once':>14}")
+def percent(share: float | None) -> str:
+    return "-" if share is None else f"{share:.0%}"
+
+
+def median_of(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def table(outcomes: list[Outcome]) -> tuple[list[str], dict[tuple[str, int], float], dict[tuple[str, int], float]]:
+    """One row per mode and worker count, then the two-vs-one ratios; also returns the medians."""
+    lines = [f"{'mode':6}{'workers':>8}{'runs':>5}{'timers/s median':>17}{'min-max':>15}{'ms/timer':>10}"
+             f"{'worker CPU ms/timer':>21}{'busy before/during':>20}{'exactly once':>14}"]
     medians: dict[tuple[str, int], float] = {}
     cpu_medians: dict[tuple[str, int], float] = {}
     for mode in MODES:
@@ -375,21 +427,38 @@ def report(outcomes: list[Outcome], startups: list[float], bare: dict[str, float
             if cpu:
                 cpu_medians[mode, workers] = statistics.median(cpu)
             cpu_text = f"{cpu_medians[mode, workers]:.1f}" if cpu else "-"
-            busy = [o.machine_busy for o in runs if o.machine_busy is not None]
-            busy_text = f"{statistics.median(busy):.0%}" if busy else "-"
+            busy_text = (f"{percent(median_of([o.background for o in runs]))}/"
+                         f"{percent(median_of([o.machine_busy for o in runs]))}")
             once = sum(o.fired_once for o in runs) / sum(o.timers for o in runs)
-            lines.append(f"{mode:6}{workers:>8}{rate:>17.1f}{f'{min(rates):.1f}-{max(rates):.1f}':>15}"
-                         f"{1000 / rate:>10.1f}{cpu_text:>21}{busy_text:>14}{once:>14.2%}")
-    lines.append("(machine busy: share of both cores busy during the timed section, every process on the machine "
-                 "counted, the workers' PostgreSQL backends and other jobs included)")
-    lines.append("")
+            lines.append(f"{mode:6}{workers:>8}{len(runs):>5}{rate:>17.1f}{f'{min(rates):.1f}-{max(rates):.1f}':>15}"
+                         f"{1000 / rate:>10.1f}{cpu_text:>21}{busy_text:>20}{once:>14.2%}")
     for mode in MODES:
         if (mode, 1) in medians and (mode, 2) in medians:
-            one = [o for o in outcomes if o.mode == mode and o.workers == 1]
-            two = [o for o in outcomes if o.mode == mode and o.workers == 2]
-            paired = statistics.median(b.per_second / a.per_second for a, b in zip(one, two, strict=False))
+            pairs = [(a, b) for a in outcomes for b in outcomes if a.mode == b.mode == mode and a.rep == b.rep
+                     and (a.workers, b.workers) == (1, 2)]
+            paired = f"; {statistics.median(b.per_second / a.per_second for a, b in pairs):.2f}x (median of the " \
+                     f"ratios within each of {len(pairs)} repetitions)" if pairs else ""
             lines.append(f"{mode}: two workers / one worker = {medians[mode, 2] / medians[mode, 1]:.2f}x "
-                         f"(ratio of the medians); {paired:.2f}x (median of the ratios within each repetition)")
+                         f"(ratio of the medians){paired}")
+    return lines, medians, cpu_medians
+
+
+def report(outcomes: list[Outcome], startups: list[float], bare: dict[str, float], timers: int, repeat: int) -> str:
+    lines = [f"{timers} due timers per measurement, {repeat} repetition(s) of each configuration; "
+             f"{os.cpu_count()} CPUs; PostgreSQL on the same machine; engine {Path(api.__file__).parent}", "",
+             "all runs:"]
+    rows, medians, cpu_medians = table(outcomes)
+    lines += rows
+    basis = ""
+    idle = [o for o in outcomes if o.background is not None and o.background < QUIET]
+    if idle and len(idle) < len(outcomes):
+        lines += ["", f"only the runs that started on an idle machine (under {QUIET:.0%} busy in the second before):"]
+        rows, idle_medians, idle_cpu = table(idle)
+        lines += rows
+        if ("pass", 1) in idle_medians:  # the per-timer cost below, from runs that had a core to themselves
+            medians, cpu_medians, basis = idle_medians, idle_cpu, " (idle runs)"
+    lines += ["(busy: median share of the machine's CPU time busy, every process counted, other jobs included: in "
+              "the second before the timed section, and during it)", ""]
     if startups:
         lines.append(f"cli: start-up of `pmoflow worker --once` with nothing due: median "
                      f"{statistics.median(startups):.2f} s over {len(startups)} runs (included in the cli times)")
@@ -400,9 +469,13 @@ def report(outcomes: list[Outcome], startups: list[float], bare: dict[str, float
         per_timer = 1 / medians["pass", 1]
         cpu = cpu_medians.get(("pass", 1))
         cpu_text = f"; its own CPU {cpu:.1f} ms = {cpu / 1000 / bare['total']:.1f}x" if cpu else ""
-        lines.append(f"pass, one worker, per timer: {per_timer * 1000:.1f} ms wall = "
+        lines.append(f"pass, one worker, per timer{basis}: {per_timer * 1000:.1f} ms wall = "
                      f"{per_timer / bare['total']:.1f}x bare SpiffWorkflow{cpu_text} (on top of bare: reading and "
                      f"locking the row, audit events, the timer index, writing the state, commit)")
+    lost = [o.lost for o in outcomes if o.mode == "pass" and o.workers == 2 and o.lost is not None]
+    if lost:
+        lines.append(f"pass, two workers: lock attempts that found the instance taken or already fired by the other "
+                     f"worker: median {statistics.median(lost):.0f} per {timers} timers (each one a transaction)")
     splits = [o for o in outcomes if o.workers == 2]
     if splits:
         shares = [f"{min(o.split.values(), default=0)}/{o.timers}" for o in splits]
@@ -429,6 +502,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="a smoke run: 60 timers, one repetition")
     p.add_argument("--no-cli", action="store_true", help="skip the `pmoflow worker --once` measurements")
     p.add_argument("--bare-samples", type=int, default=300, help="bare SpiffWorkflow samples (default 300)")
+    p.add_argument("--quiet-wait", type=float, default=0.0, metavar="SECONDS",
+                   help=f"before each measurement, wait up to this long for the machine to be under {QUIET:.0%} "
+                        f"busy (default 0: do not wait)")
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     args = p.parse_args(argv)
     if args.quick:
@@ -450,9 +526,10 @@ def main(argv: list[str] | None = None) -> int:
             for mode in modes:
                 for workers in WORKER_COUNTS:
                     log(f"repetition {rep + 1}/{args.repeat}: {mode}, {workers} worker(s)")
-                    outcome, startup = measure(base_url, folder, mode, workers, args.timers)
-                    busy = "-" if outcome.machine_busy is None else f"{outcome.machine_busy:.0%}"
-                    log(f"  {outcome.per_second:.1f} timers/s ({outcome.seconds:.2f} s); machine busy {busy}, "
+                    outcome, startup = measure(base_url, folder, mode, workers, args.timers, args.quiet_wait)
+                    outcome.rep = rep
+                    log(f"  {outcome.per_second:.1f} timers/s ({outcome.seconds:.2f} s); machine busy "
+                        f"{percent(outcome.background)} before, {percent(outcome.machine_busy)} during; "
                         f"load before {outcome.load_before or 0:.2f}; "
                         f"fired once: {outcome.fired_once}/{outcome.timers}; split {outcome.split}"
                         + (f"; PROBLEMS: {outcome.problems}" if outcome.problems else ""))

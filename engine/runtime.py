@@ -359,7 +359,8 @@ class Run:
             else:
                 inst.status = "running" if self.ready_human_tasks() else "waiting"
         inst.next_due = None if inst.status in ("completed", "error") else next_due(wf)
-        messaging.sync_waits(self.session, inst, [] if inst.status == "completed" else messaging.waits_of(wf))
+        if catches_messages(self.session, self.definition):  # most processes never wait for one: no query
+            messaging.sync_waits(self.session, inst, [] if inst.status == "completed" else messaging.waits_of(wf))
         inst.state = serialization.dump_state(wf)
         inst.updated_at = clock.db_now()
         self.session.flush()  # bumps lock_version, or raises the optimistic-lock conflict
@@ -482,10 +483,26 @@ def called_processes(workflow: BpmnWorkflow) -> list[dict[str, Any]]:
     return calls
 
 
+_CATCHES = LruCache(64)
+
+
+def catches_messages(session, definition: ProcessDefinition) -> bool:
+    """Whether the process (with its subprocesses) has any event or task that waits for a message."""
+    key = (_db_key(session), definition.id)
+    found = _CATCHES.get(key)
+    if found is None:
+        spec, subprocess_specs = specs_of(session, definition)
+        found = any(isinstance(t, CatchingEvent) and isinstance(getattr(t, "event_definition", None),
+                                                                 MessageEventDefinition)
+                    for s in (spec, *subprocess_specs.values()) if s is not None for t in s.task_specs.values())
+        _CATCHES.put(key, found)
+    return found
+
+
 def message_names(session, definition: ProcessDefinition) -> set[str]:
     """The names of every message the process (with its subprocesses) sends or waits for."""
     spec, subprocess_specs = specs_of(session, definition)
-    task_specs = [t for s in (spec, *subprocess_specs.values()) for t in s.task_specs.values()]
+    task_specs = [t for s in (spec, *subprocess_specs.values()) if s is not None for t in s.task_specs.values()]
     return {t.event_definition.name for t in task_specs
             if isinstance(getattr(t, "event_definition", None), MessageEventDefinition)}
 
