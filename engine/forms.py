@@ -18,19 +18,27 @@ def load_schema(text: str, name: str) -> dict[str, Any]:
     """Parse and check a form file; a broken form is the designer's error, reported as such."""
     try:
         schema = json.loads(text)
-        _check_schema(text)
     except json.JSONDecodeError as exc:
         raise InvalidProcess(f"form {name} is not valid JSON: {exc}") from exc
-    except SchemaError as exc:
-        raise InvalidProcess(f"form {name} is not a valid JSON Schema: {exc.message}") from exc
+    problem = schema_problem(text)
+    if problem is not None:
+        raise InvalidProcess(f"form {name}: {problem[1]}")
     return schema
 
 
 @lru_cache(maxsize=1024)
-def _check_schema(text: str) -> None:
-    """Checking a schema against the meta-schema costs ~15 ms, paid on every deploy and every completed form
-    before this cache: a form's text is now checked once per process (a failed check is not cached)."""
-    Draft202012Validator.check_schema(json.loads(text))
+def schema_problem(text: str) -> tuple[tuple, str] | None:
+    """Why a form's JSON text is not a JSON Schema, with the key path of the fault, or None. Cached per text:
+    checking against the meta-schema costs ~15 ms, more than everything else a deploy checks, and every
+    completed task's form would pay it again."""
+    try:
+        Draft202012Validator.check_schema(json.loads(text))
+    except SchemaError as exc:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.path).lstrip(".") or "the top level"
+        return tuple(exc.path), f"the form is not a valid JSON Schema (draft 2020-12) at {where}: {exc.message}"
+    except RecursionError:
+        return (), "the form is not a usable JSON Schema: nested too deeply"
+    return None
 
 
 def _field(error) -> str:

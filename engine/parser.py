@@ -25,12 +25,9 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
@@ -39,6 +36,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.dmn.parser.BpmnDmnParser import SCHEMAS as DMN_SCHEMAS
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
+from pmoflow.engine import forms
 from pmoflow.engine.errors import InvalidProcess
 from pmoflow.engine.organisation import PMO_ROLES
 from pmoflow.engine.scripting import compile_script
@@ -644,25 +642,11 @@ def _check_form_file(ctx: _Context, path: Path, is_schema: bool, user: str | Non
     if not isinstance(schema, dict | bool):
         ctx.report.add(path, 1, 1, "error", user, "the form is not a JSON Schema: it must be a JSON object", used)
         return
-    problem = _schema_problem(text)
+    problem = forms.schema_problem(text)
     if problem is not None:
         key_path, message = problem
         line, column = _json_position(text, key_path)
         ctx.report.add(path, line, column, "error", user, message, used)
-
-
-@lru_cache(maxsize=512)
-def _schema_problem(text: str) -> tuple[tuple, str] | None:
-    """Why a form (JSON text) is not a JSON Schema, with the key path of the fault; cached, since checking a
-    schema against the metaschema costs more than everything else a deploy checks."""
-    try:
-        Draft202012Validator.check_schema(json.loads(text))
-    except SchemaError as exc:
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.path).lstrip(".") or "the top level"
-        return tuple(exc.path), f"the form is not a valid JSON Schema (draft 2020-12) at {where}: {exc.message}"
-    except RecursionError:
-        return (), "the form is not a usable JSON Schema: nested too deeply"
-    return None
 
 
 def _check_lanes(ctx: _Context, src: _Source) -> None:
