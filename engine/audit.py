@@ -40,8 +40,10 @@ from pmoflow.engine.models import (
 # What each event type records (its payload keys). Types not listed here can still be written (other modules may
 # add their own); `query` accepts any type the record holds.
 EVENT_TYPES: dict[str, str] = {
-    "instance_started": "an instance started: data (the start form), version, business_key",
-    "task_ready": "a human task was offered: task_id, lane, candidates, excluded_by_duties, due",
+    "instance_started": "an instance started: data (the start form), version, business_key; by_message and "
+                        "from_instance, or by_timer, due and occurrence, when a message or a timer started it",
+    "task_ready": "a human task was offered: task_id, lane, candidates, excluded_by_duties, due; within (the "
+                  "call activities it runs inside: called_at, process, item)",
     "task_claimed": "a task was taken: task_id",
     "task_unclaimed": "a task was given back: task_id",
     "task_delegated": "a task was handed over: task_id, from_user, to_user",
@@ -54,8 +56,8 @@ EVENT_TYPES: dict[str, str] = {
     "notification_queued": "a handler queued a notification: notification_id, kind, subject, channel, about_task, "
                            "human_task_id, recipients (user, via_role), unknown_users, unreached_roles",
     "timer_fired": "a timer fired: due",
-    "message_sent": "a message was sent: message, payload, correlations",
-    "message_received": "a message was received: message, payload, correlations",
+    "message_sent": "a message was sent: message, payload, correlation (property values), to_instance",
+    "message_received": "a message was received: message, payload, correlation, from_instance, from_task",
     "error": "the instance went into error: message, type, task_id, bpmn_id, task_name, line, line_text",
     "retry": "an administrator re-ran the failed task: previous_error, data, before, after",
     "skip": "an administrator marked the failed task done without running it: reason, before, after",

@@ -163,7 +163,15 @@ def describe(event: dict[str, Any]) -> str:
     p, kind = event.get("payload") or {}, event["type"]
     task = event.get("task_name") or event.get("task") or ""
     if kind == "instance_started":
-        return f"started version {p.get('version')} with {_pairs(p.get('data')) or 'no data'}"
+        how = f" by message {p['by_message']}" if p.get("by_message") else \
+            f" by timer {p['by_timer']} (due {p.get('due')})" if p.get("by_timer") else ""
+        return f"started version {p.get('version')}{how} with {_pairs(p.get('data')) or 'no data'}"
+    if kind in ("message_sent", "message_received"):
+        values = ", ".join(f"{k}={v!r}" for k, v in (p.get("correlation") or {}).items())
+        peer = f"to instance {p.get('to_instance')}" if kind == "message_sent" else \
+            f"from instance {p['from_instance']}" if p.get("from_instance") else "from outside"
+        return f"{kind.removeprefix('message_')} {p.get('message')}" + (f" ({values})" if values else "") + \
+            f" {peer}: {_short(p.get('payload'), 80)}"
     if kind == "task_ready":
         due = f"; due {p['due']}" if p.get("due") else ""
         return f"'{task}' offered to {', '.join(p.get('candidates') or []) or 'nobody'}{due}"

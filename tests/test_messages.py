@@ -218,3 +218,20 @@ def test_a_message_start_event_with_a_form_refuses_a_payload_that_does_not_fit(a
     assert (error["bpmn_id"], error["type"]) == ("ask", "MessageRefused")
     assert "question" in error["message"] and "review-request.schema.json" in error["message"]
     assert instance_of(carol, "review_answer") == []
+
+
+def test_the_report_timelines_say_what_was_sent_and_received(app):
+    asked = ask(app, "T-4")
+    carol = app("carol")
+    [answer] = instance_of(carol, "review_answer")
+    sent = carol.report(asked["request"])
+    started = carol.report(answer["instance_id"])
+    assert any(f"sent review_asked (ticket='T-4') to instance {answer['instance_id']}" in line
+               for line in _timeline(sent))
+    assert any("by message review_asked" in line for line in _timeline(started))
+    assert any(f"received review_asked (ticket='T-4') from instance {asked['request']}" in line
+               for line in _timeline(started))
+
+
+def _timeline(report: dict) -> list[str]:
+    return [entry["summary"] for entry in report["timeline"]]
