@@ -96,16 +96,17 @@ def waiting_message_tasks(workflow: BpmnWorkflow) -> list[Task]:
             if isinstance(getattr(t.task_spec, "event_definition", None), MessageEventDefinition)]
 
 
+def expected(task: Task) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """A waiting task's correlation properties, and the values of them its (sub)process already holds."""
+    props = tuple(sorted({p.name for p in task.task_spec.event_definition.correlation_properties}))
+    known = flat(task.workflow.correlations)
+    return props, {p: known[p] for p in props if p in known}
+
+
 def waits_of(workflow: BpmnWorkflow) -> list[Wait]:
     """Every message the workflow (and its subprocesses) waits for, with the values each expects."""
-    waits = []
-    for task in waiting_message_tasks(workflow):
-        definition = task.task_spec.event_definition
-        props = tuple(sorted({p.name for p in definition.correlation_properties}))
-        known = flat(task.workflow.correlations)
-        waits.append(Wait(definition.name, task.task_spec.bpmn_id, props,
-                          {p: known[p] for p in props if p in known}))
-    return waits
+    return [Wait(task.task_spec.event_definition.name, task.task_spec.bpmn_id, *expected(task))
+            for task in waiting_message_tasks(workflow)]
 
 
 def sync_waits(session, instance: ProcessInstance, waits: Iterable[Wait]) -> None:
@@ -205,11 +206,10 @@ def waiting_task(workflow: BpmnWorkflow, message: Message) -> Task:
     tasks = [t for t in waiting_message_tasks(workflow) if t.task_spec.event_definition.name == message.name]
     exact, open_ = [], []
     for task in tasks:
-        props = {p.name for p in task.task_spec.event_definition.correlation_properties}
-        expected = {p: v for p, v in flat(task.workflow.correlations).items() if p in props}
-        if not expected:
+        _, values = expected(task)
+        if not values:
             open_.append(task)
-        elif all(message.correlation.get(p) == v for p, v in expected.items()):
+        elif all(message.correlation.get(p) == v for p, v in values.items()):
             exact.append(task)
     if not exact and not open_:
         raise NotFound(f"{message.describe()}: the receiver no longer waits for it")

@@ -456,12 +456,17 @@ def call_path(task: Task) -> list[dict[str, Any]]:
     path, workflow = [], task.workflow
     while workflow.parent_task_id is not None:
         caller = workflow.top_workflow.get_task_from_id(workflow.parent_task_id)
-        item = getattr(caller.parent.task_spec, "input_item", None) if caller.parent else None
-        value = caller.data.get(item.bpmn_id) if item is not None else None
+        value = _item_of(caller)
         path.append({"called_at": caller.task_spec.bpmn_id, "process": workflow.spec.name,
                      "item": value.get("id", value) if isinstance(value, dict) else value})
         workflow = workflow.parent_workflow
     return path[::-1]
+
+
+def _item_of(caller: Task) -> Any:
+    """The multi-instance item a call activity (or subprocess) task was started for, or None."""
+    item = getattr(caller.parent.task_spec, "input_item", None) if caller.parent else None
+    return caller.data.get(item.bpmn_id) if item is not None else None
 
 
 def called_processes(workflow: BpmnWorkflow) -> list[dict[str, Any]]:
@@ -472,39 +477,40 @@ def called_processes(workflow: BpmnWorkflow) -> list[dict[str, Any]]:
         caller = find_task(workflow, str(task_id))
         if caller is None:
             continue
-        spec, parent = caller.task_spec, caller.parent.task_spec if caller.parent else None
-        item = getattr(parent, "input_item", None)
+        spec = caller.task_spec
         waiting = [t for t in sub.get_tasks(state=TaskState.READY | TaskState.WAITING)
                    if getattr(t.task_spec, "bpmn_id", None) and (t.task_spec.manual or t.state == TaskState.WAITING)]
         calls.append({"called_at": spec.bpmn_id, "name": spec.bpmn_name, "process": sub.spec.name,
-                      "item": caller.data.get(item.bpmn_id) if item is not None else None,
+                      "item": _item_of(caller),
                       "state": "completed" if sub.is_completed() else "running",
                       "at": [t.task_spec.bpmn_name or t.task_spec.bpmn_id for t in waiting]})
     return calls
 
 
-_CATCHES = LruCache(64)
+_MESSAGE_EVENTS = LruCache(64)
 
 
-def catches_messages(session, definition: ProcessDefinition) -> bool:
-    """Whether the process (with its subprocesses) has any event or task that waits for a message."""
+def message_events(session, definition: ProcessDefinition) -> list[Any]:
+    """The task specs of the process (with its subprocesses) that send or wait for a message, found once per
+    definition: every save asks whether the process can wait for one."""
     key = (_db_key(session), definition.id)
-    found = _CATCHES.get(key)
+    found = _MESSAGE_EVENTS.get(key)
     if found is None:
         spec, subprocess_specs = specs_of(session, definition)
-        found = any(isinstance(t, CatchingEvent) and isinstance(getattr(t, "event_definition", None),
-                                                                 MessageEventDefinition)
-                    for s in (spec, *subprocess_specs.values()) if s is not None for t in s.task_specs.values())
-        _CATCHES.put(key, found)
+        found = [t for s in (spec, *subprocess_specs.values()) if s is not None for t in s.task_specs.values()
+                 if isinstance(getattr(t, "event_definition", None), MessageEventDefinition)]
+        _MESSAGE_EVENTS.put(key, found)
     return found
 
 
+def catches_messages(session, definition: ProcessDefinition) -> bool:
+    """Whether the process has any event or task that waits for a message."""
+    return any(isinstance(t, CatchingEvent) for t in message_events(session, definition))
+
+
 def message_names(session, definition: ProcessDefinition) -> set[str]:
-    """The names of every message the process (with its subprocesses) sends or waits for."""
-    spec, subprocess_specs = specs_of(session, definition)
-    task_specs = [t for s in (spec, *subprocess_specs.values()) if s is not None for t in s.task_specs.values()]
-    return {t.event_definition.name for t in task_specs
-            if isinstance(getattr(t, "event_definition", None), MessageEventDefinition)}
+    """The names of every message the process sends or waits for."""
+    return {t.event_definition.name for t in message_events(session, definition)}
 
 
 def performers(session, instance_id: int, task: Task, bpmn_id: str) -> set[str]:

@@ -13,7 +13,7 @@ import uuid
 from datetime import date
 from typing import Any
 
-from pmoflow.workflows.notifications import queued, unique_names
+from pmoflow.workflows.notifications import queued, recipients
 
 #: Grades a corrective action is opened for (an observation or OFI gets none: see pmo-processes.md 4c).
 GRADES = ("Major", "Minor")
@@ -69,8 +69,6 @@ def escalate(level: str, capa_id: str, subject: str, users: list[str] | None = N
     """
     if level not in LEVELS:
         raise ValueError(f"unknown escalation level {level!r}; expected one of {', '.join(LEVELS)}")
-    named, held = unique_names(users), unique_names(roles)
-    if not named and not held:
-        raise ValueError("an escalation needs at least one recipient user or role")
+    named, held = recipients(users, roles, "an escalation")
     return queued(level=level, capaId=capa_id, subject=subject, recipientsUsers=named, recipientsRole=held,
                   flaggedForManagementReview=level == "management-review")

@@ -14,7 +14,7 @@ import uuid
 from datetime import date
 from typing import Any
 
-from pmoflow.workflows.notifications import queued, unique_names
+from pmoflow.workflows.notifications import queued, recipients
 
 #: Roles of an audit team member (ISO 19011 5.4.2: lead auditor, auditors, technical experts).
 TEAM_ROLES = ("Lead auditor", "Auditor", "Technical expert")
@@ -90,12 +90,9 @@ def notify(subject: str, task: str, users: list[str] | None = None,
     Blank names and duplicates are dropped; at least one recipient (user or role) is required. ``task`` is
     the BPMN id of the task the notification is about.
     """
-    roles = [recipients_role] if isinstance(recipients_role, str) else list(recipients_role or [])
-    roles = [r.strip() for r in roles if isinstance(r, str) and r.strip()]
-    named = unique_names(users)
-    if not roles and not named:
-        raise ValueError("a notification needs at least one recipient user or role")
-    return queued(recipientsRole=roles, recipientsUsers=named, subject=subject, task=task)
+    roles = [recipients_role] if isinstance(recipients_role, str) else recipients_role
+    named, held = recipients(users, roles)
+    return queued(recipientsRole=held, recipientsUsers=named, subject=subject, task=task)
 
 
 def _counts(findings: list[dict[str, Any]]) -> dict[str, int]:

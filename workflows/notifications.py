@@ -13,6 +13,16 @@ def unique_names(values: Iterable[Any] | None) -> list[str]:
     return list(dict.fromkeys(v.strip() for v in values or [] if isinstance(v, str) and v.strip()))
 
 
+def recipients(users: Iterable[Any] | None, roles: Iterable[Any] | None,
+               what: str = "a notification") -> tuple[list[str], list[str]]:
+    """The named users and the roles a notification goes to (blank names and duplicates dropped); refuses one
+    that would reach nobody."""
+    named, held = unique_names(users), unique_names(roles)
+    if not named and not held:
+        raise ValueError(f"{what} needs at least one recipient user or role")
+    return named, held
+
+
 def queued(**fields: Any) -> dict[str, Any]:
     """A notification record waiting in the inbox channel, with its own id and creation time."""
     return {

@@ -20,7 +20,7 @@ import uuid
 from datetime import date
 from typing import Any
 
-from pmoflow.workflows.notifications import queued, unique_names
+from pmoflow.workflows.notifications import queued, recipients
 
 #: Where a proposal comes from: a staff member's form, or a message from an audit's opportunity for
 #: improvement (#4b), a corrective action needing a QMS change (#4c) or a closure's process-level lesson (#6).
@@ -118,9 +118,7 @@ def notify(level: str, pip_id: str, subject: str, task: str = "", users: list[st
     and everyone holding one of ``roles``; ``task`` is the BPMN id of the task it is about, if any."""
     if level not in LEVELS:
         raise ValueError(f"unknown notification level {level!r}; expected one of {', '.join(LEVELS)}")
-    named, held = unique_names(users), unique_names(roles)
-    if not named and not held:
-        raise ValueError("a notification needs at least one recipient user or role")
+    named, held = recipients(users, roles)
     if _blank(subject):
         raise ValueError("a notification needs a subject")
     return queued(level=level, pipId=pip_id, subject=subject.strip(), task=task, recipientsUsers=named,

@@ -15,7 +15,7 @@ import uuid
 from datetime import date
 from typing import Any
 
-from pmoflow.workflows.notifications import queued, unique_names
+from pmoflow.workflows.notifications import queued, recipients
 
 #: Notification levels of the closure's SLA timers.
 LEVELS = ("reminder", "escalation")
@@ -92,9 +92,7 @@ def notify(level: str, project_id: str, subject: str, task: str, users: list[str
     deliver to the named users and everyone holding one of ``roles``."""
     if level not in LEVELS:
         raise ValueError(f"unknown notification level {level!r}; expected one of {', '.join(LEVELS)}")
-    named, held = unique_names(users), unique_names(roles)
-    if not named and not held:
-        raise ValueError("a notification needs at least one recipient user or role")
+    named, held = recipients(users, roles)
     return queued(level=level, projectId=project_id, subject=subject, task=task, recipientsUsers=named,
                   recipientsRole=held)
 
