@@ -34,16 +34,16 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from pmoflow.engine import audit, clock, organisation
 from pmoflow.engine.api import Pmoflow
-from pmoflow.engine.database import resolve_url
+from pmoflow.engine.database import scratch_schema
 from pmoflow.engine.models import ProcessDefinition, ProcessInstance
 
 EVENTS_PER_INSTANCE = 10
@@ -153,16 +153,38 @@ def plan(app: Pmoflow, filters: dict) -> list[str]:
 
 
 def databases(pg_url: str | None, folder: Path):
-    yield "sqlite", lambda size: (f"sqlite:///{folder / f'audit-{size}.db'}", None)
+    """Per backend, a function giving a fresh database for a record size (a context manager yielding its URL)."""
+    yield "sqlite", lambda size: nullcontext(f"sqlite:///{folder / f'audit-{size}.db'}")
     if pg_url:
-        def make(size: int):
-            schema = f"bench_{uuid.uuid4().hex[:10]}"
-            admin = create_engine(resolve_url(pg_url))
-            with admin.begin() as conn:
-                conn.execute(text(f"CREATE SCHEMA {schema}"))
-            sep = "&" if "?" in pg_url else "?"
-            return f"{pg_url}{sep}options=-csearch_path%3D{schema}", (admin, schema)
-        yield "postgresql", make
+        yield "postgresql", lambda size: scratch_schema(pg_url, "bench")
+
+
+def measure(url: str, backend: str, size: int, reps: int, org: Path) -> dict:
+    """Write a record of `size` events into the empty database at `url`, then time the queries and `verify`."""
+    app = Pmoflow(url, user="alice", handlers={})
+    app.db.upgrade()
+    with app._tx() as s:
+        app._load_people(s, organisation.load(org))
+    start = time.perf_counter()
+    written = generate(app, size)
+    if backend == "postgresql":
+        with app.db.engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+    elapsed = time.perf_counter() - start
+    row = {"events": written, "write_seconds": round(elapsed, 1)}
+    print(f"{backend}: {written:,} events written in {elapsed:.1f} s", file=sys.stderr)
+    for name, filters in QUERIES.items():
+        app.audit_events(**filters)  # warm the connection and the page cache
+        times, answer = timed(lambda app=app, filters=filters: app.audit_events(**filters), reps)
+        row[name] = {"median_ms": statistics.median(times) * 1000,
+                     "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))] * 1000, "rows": len(answer)}
+    times, verdict = timed(app.verify_record, max(1, min(reps, 3)))
+    row["verify"] = {"median_ms": statistics.median(times) * 1000,
+                     "p90_ms": max(times) * 1000, "rows": verdict["checked_events"],
+                     "ok": verdict["ok"]}
+    row["plan"] = {name: plan(app, QUERIES[name]) for name in ("quarter/where", "quarter/override")}
+    app.close()
+    return row
 
 
 def run(sizes: list[int], reps: int, pg_url: str | None) -> dict:
@@ -173,36 +195,8 @@ def run(sizes: list[int], reps: int, pg_url: str | None) -> dict:
         for backend, make in databases(pg_url, Path(tmp)):
             results[backend] = {}
             for size in sizes:
-                url, cleanup = make(size)
-                app = Pmoflow(url, user="alice", handlers={})
-                app.db.upgrade()
-                with app._tx() as s:
-                    app._load_people(s, organisation.load(org))
-                start = time.perf_counter()
-                written = generate(app, size)
-                if backend == "postgresql":
-                    with app.db.engine.begin() as conn:
-                        conn.execute(text("ANALYZE"))
-                elapsed = time.perf_counter() - start
-                row = {"events": written, "write_seconds": round(elapsed, 1)}
-                print(f"{backend}: {written:,} events written in {elapsed:.1f} s", file=sys.stderr)
-                for name, filters in QUERIES.items():
-                    app.audit_events(**filters)  # warm the connection and the page cache
-                    times, answer = timed(lambda app=app, filters=filters: app.audit_events(**filters), reps)
-                    row[name] = {"median_ms": statistics.median(times) * 1000,
-                                 "p90_ms": sorted(times)[int(0.9 * (len(times) - 1))] * 1000, "rows": len(answer)}
-                times, verdict = timed(app.verify_record, max(1, min(reps, 3)))
-                row["verify"] = {"median_ms": statistics.median(times) * 1000,
-                                 "p90_ms": max(times) * 1000, "rows": verdict["checked_events"],
-                                 "ok": verdict["ok"]}
-                row["plan"] = {name: plan(app, QUERIES[name]) for name in ("quarter/where", "quarter/override")}
-                results[backend][size] = row
-                app.close()
-                if cleanup:
-                    admin, schema = cleanup
-                    with admin.begin() as conn:
-                        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-                    admin.dispose()
+                with make(size) as url:
+                    results[backend][size] = measure(url, backend, size, reps, org)
     return results
 
 

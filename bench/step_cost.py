@@ -36,7 +36,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,14 +48,13 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import create_engine, text
 
 # Importing pmoflow's runtime lifts SpiffWorkflow's task-iterator depth limit of 1000 for the whole
 # process. Bare SpiffWorkflow 3.2 needs that too here: without it this loop's next user task goes unseen at
 # 250 iterations (~1,000 completed tasks) and the workflow reports itself completed.
 from pmoflow.engine import organisation, runtime, serialization
 from pmoflow.engine.api import Pmoflow
-from pmoflow.engine.database import resolve_url
+from pmoflow.engine.database import scratch_schema
 
 BPMN = Path(__file__).resolve().parent / "loop_task.bpmn"
 PROCESS_ID = "bench_loop_task"
@@ -231,22 +229,6 @@ class PmoflowBackend:
 
     def close(self) -> None:
         self.app.close()
-
-
-@contextmanager
-def postgres_schema(base_url: str) -> Iterator[str]:
-    """A fresh schema on the server, dropped afterwards; yields a URL whose search_path is that schema."""
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(resolve_url(base_url))
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        sep = "&" if "?" in base_url else "?"
-        yield f"{base_url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 # -- history sizes --------------------------------------------------------------------------------------
@@ -545,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{w.completed[w.iterations[0]]}-{w.completed[w.iterations[-1]]}")
 
     with tempfile.TemporaryDirectory(prefix="pmoflow-bench-") as tmp, \
-            (postgres_schema(pg_base) if pg_base else _none()) as pg_url:
+            (scratch_schema(pg_base, "bench") if pg_base else _none()) as pg_url:
         org_path = Path(tmp) / "org.toml"
         org_path.write_text(ORG_TOML)
         backends = [PmoflowBackend("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}", org_path)]

@@ -52,10 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,11 +62,11 @@ from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select, text
 
 from pmoflow.engine import api, clock
 from pmoflow.engine.api import Pmoflow
-from pmoflow.engine.database import resolve_url
+from pmoflow.engine.database import scratch_schema
 from pmoflow.engine.models import Event, ProcessInstance
 
 PROCESS_ID = "bench_wait_a_day"
@@ -163,22 +160,6 @@ def child(url: str, now_text: str) -> int:
 
 
 # -- set-up and checks ----------------------------------------------------------------------------------
-
-
-@contextmanager
-def postgres_schema(base_url: str) -> Iterator[str]:
-    """A fresh schema on the server, dropped afterwards; yields a URL whose search_path is that schema."""
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(resolve_url(base_url))
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        sep = "&" if "?" in base_url else "?"
-        yield f"{base_url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def prepare(url: str, folder: Path, timers: int) -> datetime:
@@ -351,7 +332,7 @@ def wait_for_quiet(max_wait: float) -> None:
 def measure(base_url: str, folder: Path, mode: str, workers: int, timers: int,
             quiet_wait: float) -> tuple[Outcome, float | None]:
     """One measurement on a schema of its own; the start-up probe runs on it afterwards (cli mode only)."""
-    with postgres_schema(base_url) as url:
+    with scratch_schema(base_url, "bench") as url:
         t0 = time.perf_counter()
         now = prepare(url, folder, timers)
         log(f"  set up {timers} due timers in {time.perf_counter() - t0:.1f} s")

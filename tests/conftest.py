@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from pmoflow.engine.api import Pmoflow, default_handlers
-from pmoflow.engine.database import resolve_url
+from pmoflow.engine.database import scratch_schema
 
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures"
@@ -38,23 +36,20 @@ def fresh_database(kind: str, folder: Path) -> Iterator[str]:
     if not PG_URL:
         pytest.skip("PostgreSQL tests run when PMOFLOW_TEST_PG_URL is set "
                     "(e.g. postgresql://postgres@127.0.0.1:5432/test)")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(resolve_url(PG_URL))
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with scratch_schema(PG_URL) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path) -> Iterator[str]:
     with fresh_database(request.param, tmp_path) as url:
         yield url
+
+
+@pytest.fixture
+def cli_handlers(monkeypatch) -> None:
+    """Commands run through the CLI find the test handlers too (the CLI builds its API with the defaults)."""
+    monkeypatch.setattr("pmoflow.engine.api.default_handlers", all_handlers)
 
 
 @pytest.fixture

@@ -3,10 +3,12 @@
 They act on a `Pmoflow` API object as one user would, so each scenario reads as the steps of the people doing
 the work. Kept in one place so that every scenario finds, completes and checks tasks the same way. A helper that
 one process needs in its own form (a corrective action's task picked by finding, say) stays in its test file.
+`gateways_on_loops` checks a model's BPMN rather than an instance; the model tests of the processes share it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from pmoflow.engine.api import Pmoflow
@@ -41,6 +43,17 @@ def open_tasks(app: Pmoflow, instance_id: int) -> list[tuple[str, list[str]]]:
     return sorted((t["bpmn_id"], t["candidates"]) for t in app.show(instance_id)["tasks"] if t["state"] == "ready")
 
 
+def assert_completed(app: Pmoflow, instance_id: int, outcome: str) -> dict:
+    """The instance ended with `outcome`: nothing open or due, and its last event says so. Returns its data."""
+    shown = app.show(instance_id)
+    assert (shown["status"], shown["error"], shown["next_due"]) == ("completed", None, None)
+    assert shown["data"]["outcome"] == outcome
+    assert open_tasks(app, instance_id) == []
+    last = app.history(instance_id)[-1]
+    assert last["type"] == "instance_completed" and last["payload"]["data"]["outcome"] == outcome
+    return shown["data"]
+
+
 def assert_in_order(history: list[dict], expected: list[tuple[str, str | None]], *,
                     gapless: bool = True) -> list[dict]:
     """`expected` (type, task) pairs occur in the history in this order (other events may come between);
@@ -63,3 +76,24 @@ def after(moment: str | datetime, days: float) -> datetime:
     """An aware UTC time `days` after an ISO timestamp (or datetime) from the API."""
     base = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
     return base.astimezone(UTC) + timedelta(days=days)
+
+
+def gateways_on_loops(flows: Iterable, boundaries: Iterable, gateways: Iterable) -> list[str]:
+    """The ids of the parallel gateways some cycle passes through (BPMN elements of lxml): SpiffWorkflow 3.2
+    fires a parallel join early when a loop brings a token back to it, so a model must have none."""
+    edges: dict[str, set[str]] = {}
+    for f in flows:
+        edges.setdefault(f.get("sourceRef"), set()).add(f.get("targetRef"))
+    for b in boundaries:
+        edges.setdefault(b.get("attachedToRef"), set()).add(b.get("id"))
+    on_loops = []
+    for gw in gateways:
+        seen, todo = set(), list(edges.get(gw.get("id"), ()))
+        while todo:
+            current = todo.pop()
+            if current not in seen:
+                seen.add(current)
+                todo.extend(edges.get(current, ()))
+        if gw.get("id") in seen:
+            on_loops.append(gw.get("id"))
+    return on_loops

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from conftest import FIXTURES, all_handlers
+from conftest import FIXTURES
 from pmoflow.engine import clock, runtime
 from pmoflow.engine.cli import main
 from pmoflow.engine.errors import Conflict, InvalidInput, NotFound
@@ -23,9 +23,7 @@ from pmoflow.engine.models import HumanTask, ProcessInstance
 GATE = FIXTURES / "audit_trail"
 
 
-@pytest.fixture(autouse=True)
-def cli_handlers(monkeypatch):
-    monkeypatch.setattr("pmoflow.engine.api.default_handlers", all_handlers)
+pytestmark = pytest.mark.usefixtures("cli_handlers")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from conftest import FIXTURES, all_handlers
+from conftest import FIXTURES
 from pmoflow.engine import audit, runtime
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.cli import main
@@ -23,9 +23,7 @@ from pmoflow.engine.models import Event, EventFact, HumanTask, ProcessInstance
 GATE = FIXTURES / "audit_trail"
 
 
-@pytest.fixture(autouse=True)
-def cli_handlers(monkeypatch):
-    monkeypatch.setattr("pmoflow.engine.api.default_handlers", all_handlers)
+pytestmark = pytest.mark.usefixtures("cli_handlers")
 
 
 @pytest.fixture

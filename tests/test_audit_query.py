@@ -265,9 +265,8 @@ def cli(db_url: str, *args):
         main, ["--db", db_url, *[str(a) for a in args]])
 
 
-def test_the_command_line_prints_table_json_and_csv(record, record_url, monkeypatch, tmp_path):
+def test_the_command_line_prints_table_json_and_csv(record, record_url, cli_handlers, tmp_path):
     db_url = record_url
-    monkeypatch.setattr("pmoflow.engine.api.default_handlers", all_handlers)
     app, gen = record
     expected = gen.keys(lambda e: e["type"] == "decision" and e["payload"]["outputs"]["recommendation"] == "Stop")
     args = ["audit", "events", "--type", "decision", "--where", "outputs.recommendation=Stop"]

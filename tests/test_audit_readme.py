@@ -30,9 +30,8 @@ def auditor_commands() -> list[list[str]]:
 
 
 @pytest.fixture
-def gate_db(db_url, tmp_path, monkeypatch):
+def gate_db(db_url, tmp_path, monkeypatch, cli_handlers):
     """The fixture gate process deployed as `quality_gate`; twelve instances, the first overridden and late."""
-    monkeypatch.setattr("pmoflow.engine.api.default_handlers", all_handlers)
     folder = tmp_path / "quality_gate"
     shutil.copytree(FIXTURES / "audit_trail", folder)
     bpmn = folder / "audit_gate.bpmn"

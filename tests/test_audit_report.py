@@ -13,7 +13,7 @@ from lxml import etree
 from lxml import html as lxml_html
 from sqlalchemy import text
 
-from conftest import FIXTURES, all_handlers
+from conftest import FIXTURES
 from pmoflow.engine import clock, runtime
 from pmoflow.engine.cli import main
 from pmoflow.engine.errors import InvalidInput, NotFound
@@ -26,9 +26,7 @@ GO_FLOWS = {"g1", "g2", "g3", "g4", "g_go", "g5"}
 ALL_FLOWS = GO_FLOWS | {"g_stop", "g_remind"}
 
 
-@pytest.fixture(autouse=True)
-def cli_handlers(monkeypatch):
-    monkeypatch.setattr("pmoflow.engine.api.default_handlers", all_handlers)
+pytestmark = pytest.mark.usefixtures("cli_handlers")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, text
 
-from conftest import all_handlers
 from pmoflow.engine import audit, cli
 from pmoflow.engine.models import ProcessDefinition
 
@@ -66,9 +65,8 @@ def test_reordered_events_are_caught(finished):
     assert app.verify(first)["findings"][0]["problem"] == "event 2 was altered after it was written"
 
 
-def test_audit_verify_on_the_command_line(finished, db_url, monkeypatch):
+def test_audit_verify_on_the_command_line(finished, db_url, cli_handlers):
     app, first, _ = finished
-    monkeypatch.setattr("pmoflow.engine.api.default_handlers", all_handlers)
     runner = CliRunner()
     ok = runner.invoke(cli.main, ["--db", db_url, "audit", "verify"])
     assert ok.exit_code == 0 and "every chain intact" in ok.stdout
@@ -146,8 +144,7 @@ def test_the_content_hash_is_the_one_the_parser_computes(pmo):
             assert audit.definition_content_hash(definition.sources) == definition.content_hash
 
 
-def test_audit_verify_reports_deployments_on_the_command_line(finished, db_url, monkeypatch):
-    monkeypatch.setattr("pmoflow.engine.api.default_handlers", all_handlers)
+def test_audit_verify_reports_deployments_on_the_command_line(finished, db_url, cli_handlers):
     app, first, _ = finished
     sql(app, "UPDATE events SET payload = :p WHERE stream = 'definition/simple' AND seq = 1",
         p=json.dumps({"content_hash": "0" * 64, "files": []}))

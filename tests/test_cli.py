@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from conftest import FIXTURES, TEST_ORG, all_handlers
+from conftest import FIXTURES, TEST_ORG
 from pmoflow.engine import runtime
 from pmoflow.engine.cli import main
 
@@ -34,9 +34,7 @@ INSTANCE_COMMANDS = ["show {id}", "history {id}", "retry {id}"]
 TASK_COMMANDS = ["task {id}", "claim {id}", "unclaim {id}", "complete {id}", "delegate {id} bob"]
 
 
-@pytest.fixture(autouse=True)
-def cli_handlers(monkeypatch):
-    monkeypatch.setattr("pmoflow.engine.api.default_handlers", all_handlers)
+pytestmark = pytest.mark.usefixtures("cli_handlers")
 
 
 def cold_caches() -> None:

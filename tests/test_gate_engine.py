@@ -18,7 +18,16 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
-from scenario_helpers import after, assert_in_order, complete, inbox, open_tasks, task_for
+from scenario_helpers import (
+    after,
+    assert_completed,
+    assert_in_order,
+    complete,
+    gateways_on_loops,
+    inbox,
+    open_tasks,
+    task_for,
+)
 from test_capa_engine import QD, close_capa, run_capa, services
 
 from conftest import People
@@ -128,16 +137,6 @@ def shown_data(app: Pmoflow, iid: int) -> dict:
     return app.show(iid)["data"]
 
 
-def assert_closed(app: Pmoflow, iid: int, outcome: str) -> dict:
-    shown = app.show(iid)
-    assert (shown["status"], shown["error"], shown["next_due"]) == ("completed", None, None)
-    assert shown["data"]["outcome"] == outcome
-    assert open_tasks(app, iid) == []
-    last = app.history(iid)[-1]
-    assert last["type"] == "instance_completed" and last["payload"]["data"]["outcome"] == outcome
-    return shown["data"]
-
-
 def decisions(history: list[dict]) -> list[dict]:
     return [e["payload"] for e in history if e["type"] == "decision" and "GateRecommendation" in
             e["payload"]["decision"]]
@@ -182,7 +181,7 @@ def test_go_on_a_clean_gate(people):
     assert seen["cmCheck"]["ok"] and seen["sqaAudit"]["recommendation"] == "Ready"
     complete(alex, iid, "gate_decision", decide("GO"))
 
-    data = assert_closed(sara, iid, "GO")
+    data = assert_completed(sara, iid, "GO")
     assert (data["nextStage"]["stageOpened"], data["nextStage"]["budgetTrancheReleased"]) == ("G3", True)
     assert data["nextStage"]["baselineRequest"] == {"process": "configuration_baseline",
                                                      "baselineTag": "PRJ-2027-0A1B2C-G2-BL", "status": "requested"}
@@ -229,7 +228,7 @@ def test_conditional_go_the_timer_starts_the_sqa_verification(people):
     assert verify["candidates"] == [SQA]
     complete(sam, iid, "verify_conditions", verification())
 
-    data = assert_closed(sara, iid, "CONDITIONAL_GO")
+    data = assert_completed(sara, iid, "CONDITIONAL_GO")
     assert data["conditionsUnmet"] == [] and data["holdCount"] == 0
     history = sara.history(iid)
     assert_in_order(history, [("task_completed", "gate_decision"), ("service_called", "open_next_stage"),
@@ -260,7 +259,7 @@ def test_an_unmet_condition_holds_the_gate_until_the_review_date(people):
     assert seen["gateRound"] == 2
     complete(alex, iid, "gate_decision", decide("GO"))
 
-    data = assert_closed(sara, iid, "GO")
+    data = assert_completed(sara, iid, "GO")
     assert (data["holdCount"], data["recycleCount"], data["gateRound"]) == (1, 0, 2)
     history = sara.history(iid)
     assert [e["task"] for e in history if e["type"] == "timer_fired"] == ["wait_conditions", "wait_hold"]
@@ -321,7 +320,7 @@ def test_hold_waits_for_the_review_date_then_the_package_again(people):
     assert sara.run_due(at_nine(day(40), 0.1))["fired"] == [iid]
     assessed(people, iid, package(), audit())
     complete(alex, iid, "gate_decision", decide("GO"))
-    data = assert_closed(sara, iid, "GO")
+    data = assert_completed(sara, iid, "GO")
     assert [(d["recommendation"], d["decision"]) for d in data["gateDecisions"]] == [("HOLD", "HOLD"), ("GO", "GO")]
     assert [e["task"] for e in sara.history(iid) if e["type"] == "timer_fired"] == ["wait_hold"]
 
@@ -337,7 +336,7 @@ def test_recycle_goes_straight_back_to_the_package(people):
     assert (rework["recycleCount"], rework["recycleGaps"]) == (1, "The design review is not approved.")
     assessed(people, iid, package(), audit())
     complete(alex, iid, "gate_decision", decide("GO"))
-    data = assert_closed(sara, iid, "GO")
+    data = assert_completed(sara, iid, "GO")
     assert (data["recycleCount"], data["gateRound"]) == (1, 2)
     assert [r["mustMeetGaps"] for r in data["gateRounds"]] == [[CL["mustMeet"][0]], []]
     # a new assessment subprocess each round: two joins, two SQA audits, no early join
@@ -366,7 +365,7 @@ def test_after_two_recycles_the_pd_confirms_kill_or_chooses_hold(people, final):
 
     if final == "KILL":
         complete(pat, iid, "gate_decision", decide("KILL", "Pat Director", killRationale="No approvable design."))
-        data = assert_closed(sara, iid, "KILLED")
+        data = assert_completed(sara, iid, "KILLED")
         closure = handed_to_closure(sara, iid, "pat.director")
         assert (closure["terminated"], closure["rationale"]) == (True, "No approvable design.")
         assert "nextStage" not in data
@@ -382,7 +381,7 @@ def test_after_two_recycles_the_pd_confirms_kill_or_chooses_hold(people, final):
         seen = assessed(people, iid, package(), audit())
         assert (seen["recommendation"], seen["deciderRole"]) == ("GO", "Assistant Project Director")
         complete(alex, iid, "gate_decision", decide("GO"))
-        data = assert_closed(sara, iid, "GO")
+        data = assert_completed(sara, iid, "GO")
         assert data["gateDecisions"][2] | {"signature": None} == {
             "round": 3, "recommendation": "KILL", "decision": "HOLD", "overridden": True,
             "overrideJustification": JUSTIFICATION, "chairRole": "Project Director", "signature": None,
@@ -400,7 +399,7 @@ def test_an_invalid_business_case_is_killed(people):
         alex.complete(task_for(alex, iid, "gate_decision")["id"], decide("KILL"))
     assert [d.split(":")[0] for d in refused.value.details] == ["killRationale"]
     complete(alex, iid, "gate_decision", decide("KILL", killRationale="The market is gone."))
-    assert_closed(sara, iid, "KILLED")
+    assert_completed(sara, iid, "KILLED")
     closure = handed_to_closure(sara, iid, "alex.apd")
     assert (closure["gateRef"], closure["rationale"]) == ("PRJ-2027-0A1B2C/G2", "The market is gone.")
 
@@ -442,7 +441,7 @@ def test_an_override_needs_a_justification(people):
                      "recommendation.")
     complete(alex, iid, "gate_decision", decide("GO", overrideJustification=JUSTIFICATION))
 
-    data = assert_closed(sara, iid, "GO")
+    data = assert_completed(sara, iid, "GO")
     assert data["gateDecisions"][0]["overridden"] is True
     assert data["gateDecisions"][0]["overrideJustification"] == JUSTIFICATION
     history = sara.history(iid)
@@ -476,7 +475,7 @@ def test_a_go_against_an_sqa_not_ready_needs_the_qd(people, answer):
     complete(quinn, iid, "qd_countersign", {"countersignDecision": answer, "countersignRationale": "Reviewed.",
                                             "qdSignature": "Quinn Quality-Director"})
     if answer == "Accept risk":
-        data = assert_closed(sara, iid, "GO")
+        data = assert_completed(sara, iid, "GO")
         assert data["gateDecisions"][0]["qdCountersign"] == "Accept risk"
     else:  # the veto turns the GO into RECYCLE: the package comes back
         assert inbox(pete, iid) == ["gate_package"]
@@ -485,7 +484,7 @@ def test_a_go_against_an_sqa_not_ready_needs_the_qd(people, answer):
             "RECYCLE", 1, "Quality veto: Reviewed.")
         assessed(people, iid, package(), audit())
         complete(alex, iid, "gate_decision", decide("GO"))  # the SQA is satisfied now: no countersignature
-        data = assert_closed(sara, iid, "GO")
+        data = assert_completed(sara, iid, "GO")
         assert [d.get("qdCountersign") for d in data["gateDecisions"]] == ["Veto", None]
 
 
@@ -533,7 +532,7 @@ def test_major_and_minor_ncs_each_get_a_corrective_action_before_the_gate_closes
     close_capa(people, iid, auditor=SQA, grade="Major", finding_id="NC-1")
     assert inbox(quinn, iid) == []
 
-    data = assert_closed(sara, iid, "GO")
+    data = assert_completed(sara, iid, "GO")
     results = sorted(data["capaResults"], key=lambda r: r["findingId"])
     assert [{k: v for k, v in r.items() if k != "closedOn"} for r in results] == [
         {"findingId": "NC-1", "grade": "Major", "status": "Closed", "cycles": 1, "effective": True},
@@ -603,7 +602,7 @@ def test_the_chair_may_not_be_the_project_manager(people):
     assert escalated["candidates"] == ["Assistant Project Director"]
     assert alex.task(escalated["id"])["data"]["decisionEscalations"] == 1
     complete(alex, iid, "gate_decision", decide("GO"))
-    data = assert_closed(sara, iid, "GO")
+    data = assert_completed(sara, iid, "GO")
     assert data["gateDecisions"][0]["chairRole"] == "Assistant Project Director"
     assert_in_order(sara.history(iid), [("timer_fired", "tmr_decision_escalation"),
                                         ("task_cancelled", "gate_decision"), ("task_ready", "gate_decision"),
@@ -647,19 +646,8 @@ def test_no_loop_runs_through_a_parallel_join():
     root = etree.parse(str(BPMN)).getroot()
     process = root.find("bpmn:process", NS)
     for container in [process, *process.iterfind(".//bpmn:subProcess", NS)]:
-        edges: dict[str, set[str]] = {}
-        for f in container.findall("bpmn:sequenceFlow", NS):
-            edges.setdefault(f.get("sourceRef"), set()).add(f.get("targetRef"))
-        for b in container.findall("bpmn:boundaryEvent", NS):
-            edges.setdefault(b.get("attachedToRef"), set()).add(b.get("id"))
-        for gw in container.findall("bpmn:parallelGateway", NS):
-            seen, todo = set(), list(edges.get(gw.get("id"), ()))
-            while todo:
-                current = todo.pop()
-                if current not in seen:
-                    seen.add(current)
-                    todo.extend(edges.get(current, ()))
-            assert gw.get("id") not in seen, f"{gw.get('id')} is on a loop"
+        assert gateways_on_loops(*(container.findall(f"bpmn:{kind}", NS)
+                                   for kind in ("sequenceFlow", "boundaryEvent", "parallelGateway"))) == []
     joins = [gw.get("id") for gw in root.iterfind(".//bpmn:parallelGateway", NS)]
     assert joins == ["split_assessment", "join_assessment"]
     assert [gw.getparent().get("id") for gw in root.iterfind(".//bpmn:parallelGateway", NS)] == [

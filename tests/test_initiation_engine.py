@@ -15,7 +15,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from scenario_helpers import after, assert_in_order, complete, inbox, open_tasks, task_for
+from scenario_helpers import after, assert_completed, assert_in_order, complete, inbox, open_tasks, task_for
 
 from conftest import People
 from pmoflow.engine.api import Pmoflow
@@ -152,16 +152,6 @@ def one(history: list[dict], kind: str, task: str | None = None) -> dict:
 
 def snapshot(app: Pmoflow, instance_id: int) -> tuple[dict, list[dict]]:
     return app.show(instance_id), app.history(instance_id)
-
-
-def assert_completed(app: Pmoflow, iid: int, outcome: str) -> dict:
-    shown = app.show(iid)
-    assert (shown["status"], shown["error"], shown["next_due"]) == ("completed", None, None)
-    assert shown["data"]["outcome"] == outcome
-    assert open_tasks(app, iid) == []
-    last = app.history(iid)[-1]
-    assert last["type"] == "instance_completed" and last["payload"]["data"]["outcome"] == outcome
-    return shown["data"]
 
 
 def services(history: list[dict]) -> list[str]:

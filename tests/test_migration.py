@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import func, select
 
-from conftest import FIXTURES, TEST_ORG, all_handlers
+from conftest import FIXTURES, TEST_ORG
 from pmoflow.engine import clock, runtime, serialization
 from pmoflow.engine.cli import main
 from pmoflow.engine.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -405,9 +405,8 @@ def test_a_bulk_run_reports_an_instance_changed_by_someone_else_and_goes_on(pmo,
 # -- the command line ---------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def cli_db(db_url, monkeypatch):
+def cli_db(db_url, cli_handlers):
     """A database set up through the CLI: v1 with instance 1 at prepare and 2 at review, then v2..v4."""
-    monkeypatch.setattr("pmoflow.engine.api.default_handlers", all_handlers)
     assert cli(db_url, "init", "--org", TEST_ORG).exit_code == 0
     assert cli(db_url, "deploy", MIG / "mig_v1.bpmn").exit_code == 0
     for _ in range(2):

@@ -6,12 +6,11 @@ import json
 
 from click.testing import CliRunner
 
-from conftest import FIXTURES, TEST_ORG, all_handlers
+from conftest import FIXTURES, TEST_ORG
 from pmoflow.engine import cli
 
 
-def test_complete_prompts_field_by_field_and_re_asks_on_bad_answers(db_url, monkeypatch):
-    monkeypatch.setattr("pmoflow.engine.api.default_handlers", all_handlers)
+def test_complete_prompts_field_by_field_and_re_asks_on_bad_answers(db_url, monkeypatch, cli_handlers):
     monkeypatch.setattr(cli, "interactive", lambda: True)
     runner = CliRunner()
 
@@ -30,8 +29,7 @@ def test_complete_prompts_field_by_field_and_re_asks_on_bad_answers(db_url, monk
     assert completed[0]["payload"]["data"] == {"approved": True}
 
 
-def test_complete_without_data_outside_a_terminal_lists_the_missing_fields(db_url, monkeypatch):
-    monkeypatch.setattr("pmoflow.engine.api.default_handlers", all_handlers)
+def test_complete_without_data_outside_a_terminal_lists_the_missing_fields(db_url, cli_handlers):
     runner = CliRunner()
     base = ["--db", db_url, "--user", "alice"]
     runner.invoke(cli.main, [*base, "init", "--org", str(TEST_ORG)])
