@@ -29,7 +29,7 @@ from pmoflow.workflows import process_improvement as pip
 PROCESS = "process_improvement"
 SEPG, PD, QD, OWNER = "eve.sepg", "pat.director", "quinn.qd", "olga.owner"
 TC, TDT, KM, PM, AUDITOR = "tom.trainer", "tess.tools", "kim.km", "pete.pm", "ian.auditor"
-HERE = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parents[2]
 
 # ---------------------------------------------------------------------------------------------------------
 # Form data (valid unless a test changes it)

@@ -37,7 +37,7 @@ from pmoflow.workflows.quality_gate import load_checklist
 
 PROCESS = "quality_gate"
 SECRETARY, PM, SQA, APD, PD = "sara.spm", "pete.pm", "sam.sqa", "alex.apd", "pat.director"
-BPMN = Path(__file__).resolve().parents[1] / "bpmn" / "quality_gate.bpmn"
+BPMN = Path(__file__).resolve().parents[2] / "bpmn" / "quality_gate.bpmn"
 CL = load_checklist("G2", "Standard")
 TODAY = date.today()
 

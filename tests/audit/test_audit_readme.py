@@ -19,7 +19,7 @@ from pmoflow.engine import clock, runtime
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.cli import main
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def auditor_commands() -> list[list[str]]:

@@ -13,10 +13,10 @@ from pmoflow.engine import scenario
 from pmoflow.engine.errors import InvalidInput
 from pmoflow.engine.scenario import CaseResult, differences, run_tests
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BPMN = ROOT / "bpmn"
 INITIATION_TESTS = BPMN / "test_project_initiation.json"
-FIXTURES = Path(__file__).parent / "fixtures" / "scenario"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "scenario"
 SHIPPED = json.loads(INITIATION_TESTS.read_text(encoding="utf-8"))
 
 

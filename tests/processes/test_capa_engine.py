@@ -25,7 +25,7 @@ from pmoflow.engine.errors import InvalidInput, PermissionDenied
 
 PROCESS = "corrective_action"
 AUDITOR, AUDITEE, QD = "ian.auditor", "olga.owner", "quinn.qd"
-BPMN = Path(__file__).resolve().parents[1] / "bpmn" / "corrective_action.bpmn"
+BPMN = Path(__file__).resolve().parents[2] / "bpmn" / "corrective_action.bpmn"
 
 # ---------------------------------------------------------------------------------------------------------
 # Form data (valid unless a test changes it)

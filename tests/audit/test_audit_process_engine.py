@@ -31,7 +31,7 @@ from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.errors import PermissionDenied
 from pmoflow.workflows import internal_audit as handlers
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parents[1]
 AUDIT_FIXTURES = HERE / "fixtures" / "audit"
 
 IAN, OLGA, SUE, SAM, QUINN, PAT = "ian.auditor", "olga.owner", "sue.sponsor", "sam.sqa", "quinn.qd", "pat.director"

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from pmoflow.engine.cli import main
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def shell_words(line: str) -> list[str]:

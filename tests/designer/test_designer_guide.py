@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from pmoflow.engine.cli import main
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 GUIDE = ROOT / "docs" / "designing-processes.md"
 
 

@@ -16,7 +16,7 @@ from lxml import etree
 
 from pmoflow.engine.diagram import render_svg, wrap
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parents[1]
 INITIATION = HERE.parent / "bpmn" / "project_initiation.bpmn"
 TWO_POOLS = HERE / "fixtures" / "diagram" / "two_pools.bpmn"
 NO_DIAGRAM = sorted(p for p in (HERE / "fixtures").glob("*.bpmn") if b"BPMNDiagram" not in p.read_bytes())

@@ -28,7 +28,7 @@ from pmoflow.workflows.project_closure import archive_baseline
 PROCESS = "project_closure"
 PM, SQA, MDA, CE, KM = "pete.pm", "sam.sqa", "mia.analyst", "carl.ce", "kim.km"
 APD, PD, SPONSOR = "alex.apd", "pat.director", "sean.sponsor"
-BPMN = Path(__file__).resolve().parents[1] / "bpmn" / "project_closure.bpmn"
+BPMN = Path(__file__).resolve().parents[2] / "bpmn" / "project_closure.bpmn"
 
 # ---------------------------------------------------------------------------------------------------------
 # Form data (valid unless a test changes it)

@@ -16,7 +16,7 @@ from pmoflow.engine.cli import main
 from pmoflow.engine.errors import InvalidInput, NotFound
 from pmoflow.engine.models import Event, MessageWait, ProcessInstance
 
-MESSAGES = Path(__file__).parent.parent / "docs" / "examples" / "designer" / "messages"
+MESSAGES = Path(__file__).parents[2] / "docs" / "examples" / "designer" / "messages"
 
 
 @pytest.fixture
