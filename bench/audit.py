@@ -45,6 +45,8 @@ from pmoflow.engine import audit, clock, organisation
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.database import scratch_schema
 from pmoflow.engine.models import ProcessDefinition, ProcessInstance
+from pmoflow.engine.services import auditing
+from pmoflow.engine.services.installation import load_people
 
 EVENTS_PER_INSTANCE = 10
 BATCH = 200
@@ -53,7 +55,7 @@ QUARTER = "2020-Q3"
 ORG = """
 [[users]]
 name = "alice"
-roles = ["Project Manager", "Quality Director"]
+roles = ["Project Manager", "Quality Director", "PMO Administrator"]
 [[users]]
 name = "bob"
 roles = ["Project Manager"]
@@ -75,7 +77,7 @@ def generate(app: Pmoflow, events: int, seed: int = 1) -> int:
     rng = random.Random(seed)
     instances = events // EVENTS_PER_INSTANCE
     empty = audit.definition_content_hash({})  # a stand-in definition with no files, consistent as verify wants
-    with app._tx() as s:
+    with app.db.transaction() as s:
         definition = ProcessDefinition(process_id="gate", version=1, name="Gate", content_hash=empty, sources={},
                                        spec="{}", deployed_by="bench", deployed_at=clock.db_now())
         s.add(definition)
@@ -84,7 +86,7 @@ def generate(app: Pmoflow, events: int, seed: int = 1) -> int:
         audit.add_definition_event(s, "gate", 1, "bench", "deployed", content_hash=empty, files=[])
     written = 0
     for first in range(1, instances + 1, BATCH):
-        with app._tx() as s:
+        with app.db.transaction() as s:
             for n in range(first, min(first + BATCH, instances + 1)):
                 written += _instance(s, n, definition_id, rng)
     return written
@@ -144,7 +146,7 @@ def timed(fn, reps: int) -> tuple[list[float], object]:
 
 
 def plan(app: Pmoflow, filters: dict) -> list[str]:
-    statement = audit.build_query(app._audit_filters(**filters))
+    statement = audit.build_query(auditing.filters(**filters))
     compiled = statement.compile(app.db.engine, compile_kwargs={"literal_binds": True})
     prefix = "EXPLAIN QUERY PLAN " if app.db.engine.dialect.name == "sqlite" else "EXPLAIN "
     with app.db.engine.connect() as conn:
@@ -163,8 +165,8 @@ def measure(url: str, backend: str, size: int, reps: int, org: Path) -> dict:
     """Write a record of `size` events into the empty database at `url`, then time the queries and `verify`."""
     app = Pmoflow(url, user="alice", handlers={})
     app.db.upgrade()
-    with app._tx() as s:
-        app._load_people(s, organisation.load(org))
+    with app.db.transaction() as s:
+        load_people(s, organisation.load(org))
     start = time.perf_counter()
     written = generate(app, size)
     if backend == "postgresql":

@@ -90,7 +90,7 @@ BPMN = f"""<?xml version="1.0" encoding="UTF-8"?>
 </bpmn:definitions>
 """
 USER = "bench"
-ORG_TOML = f'[[users]]\nname = "{USER}"\nroles = []\n'
+ORG_TOML = f'[[users]]\nname = "{USER}"\nroles = ["PMO Administrator"]\n'
 PG_ENV = ("PMOFLOW_BENCH_PG_URL", "PMOFLOW_TEST_PG_URL")
 PMOFLOW = Path(sys.executable).parent / "pmoflow"
 MODES = ("pass", "cli")

@@ -19,7 +19,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from pmoflow.engine import forms
+from pmoflow.engine import forms, limits
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.errors import InvalidInput, PmoflowError
 
@@ -47,6 +47,8 @@ def handled(fn: Callable) -> Callable:
             fail(exc.message, exc.exit_code, exc.details)
         except click.ClickException:
             raise  # usage errors: click prints them and exits 2
+        except BrokenPipeError:
+            raise  # the reader went away (`pmoflow show 1 | head -1`): click exits quietly
         except Exception as exc:  # the last line of defence: no tracebacks for users
             if ctx.obj.get("debug"):
                 raise
@@ -71,20 +73,33 @@ def parse_data(data: str | None, data_file: str | None) -> dict[str, Any] | None
     if data is not None and data_file is not None:
         raise click.UsageError("give --data or --data-file, not both")
     if data_file is not None:
-        try:
-            with open(data_file) as fh:
-                data = fh.read()
-        except OSError as exc:
-            raise InvalidInput(f"cannot read {data_file}: {exc.strerror}") from exc
+        data = read_text(data_file)
     if data is None:
         return None
     try:
         value = json.loads(data)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"the data is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError:  # the decoder recurses once per level: JSON nested thousands deep
+        raise InvalidInput("the data is nested too deeply (JSON of at most 100 levels is accepted)") from None
     if not isinstance(value, dict):
         raise InvalidInput("the data must be a JSON object, like {\"field\": \"value\"}")
     return value
+
+
+def read_text(path: str) -> str:
+    """A UTF-8 text file (a byte-order mark is allowed), or InvalidInput saying why it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise InvalidInput(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8") \
+            from None
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
@@ -109,7 +124,39 @@ def with_data(fn: Callable) -> Callable:
     return fn
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def refuse_unstorable(args: list[str]) -> None:
+    """Every command-line word is text the databases must take alike: a NUL character, or a lone surrogate
+    (what Python makes of bytes that are not UTF-8), would fail deep inside a query; refuse it as usage."""
+    for i, arg in enumerate(args):
+        problem = limits.text_problem(arg) if isinstance(arg, str) else None
+        if problem:
+            option = args[i - 1] if i and args[i - 1].startswith("-") and not arg.startswith("-") else ""
+            raise click.UsageError(f"{option + ': ' if option else ''}{limits.shown(arg)} {problem}")
+
+
+class CheckedCommand(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        refuse_unstorable(args)
+        return super().parse_args(ctx, args)
+
+
+class CheckedGroup(click.Group):
+    """A group whose commands (and subgroups) check their words first (`refuse_unstorable`)."""
+
+    command_class = CheckedCommand
+    group_class = type  # subgroups are CheckedGroups too
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        refuse_unstorable(args)
+        return super().parse_args(ctx, args)
+
+
+def _flush_stdout() -> None:
+    """Flush while click can still tell a reader that went away (`pmoflow show 1 | true`) from a failure."""
+    sys.stdout.flush()
+
+
+@click.group(cls=CheckedGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", envvar="PMOFLOW_DB", help="Database URL (default sqlite:///pmoflow.db; env PMOFLOW_DB).")
 @click.option("--user", envvar="PMOFLOW_USER", help="Act as this user (env PMOFLOW_USER).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
@@ -118,10 +165,13 @@ def main(ctx: click.Context, db: str | None, user: str | None, debug: bool) -> N
     """Run a Project Management Office's processes as BPMN."""
     ctx.ensure_object(dict)
     ctx.obj.update(db=db, user=user, debug=debug)
+    if hasattr(sys.stdout, "reconfigure"):  # a name the terminal cannot show is escaped, not a crash
+        sys.stdout.reconfigure(errors="backslashreplace")
+    ctx.call_on_close(_flush_stdout)
 
 
 @main.command()
-@click.option("--org", type=click.Path(dir_okay=False), help="Organisation TOML file (default: the demo PMO).")
+@click.option("--org", type=click.Path(dir_okay=False), help="Organisation TOML file (default: the one the installed process library ships).")
 @json_option
 @handled
 def init(org: str | None, as_json: bool) -> None:
@@ -521,11 +571,12 @@ def history(instance: str, as_json: bool) -> None:
 @main.command()
 @click.argument("instance")
 @click.option("--data", help="Corrected data (JSON object) for the failed task.")
+@click.option("--reason", help="Why (required with --data: the record keeps it).")
 @json_option
 @handled
-def retry(instance: str, data: str | None, as_json: bool) -> None:
-    """Re-run the failed task of an instance in error."""
-    result = app().retry(instance, parse_data(data, None))
+def retry(instance: str, data: str | None, reason: str | None, as_json: bool) -> None:
+    """Re-run the failed task of an instance in error (PMO Administrators)."""
+    result = app().retry(instance, parse_data(data, None), reason=reason)
     report_run(result, as_json, f"instance {result['instance_id']} retried")
 
 
@@ -941,7 +992,11 @@ def edit_data(instance: str, values: str, reason: str | None, as_json: bool) -> 
 @click.option("--keep", type=click.Path(file_okay=False), help="Keep the demo database in this folder.")
 @handled
 def demo(keep: str | None) -> None:
-    """Walk one project through initiation on a fresh embedded database, narrating each step."""
-    from pmoflow.engine.demo import run_demo
+    """Run the installed process library's narrated demo on a fresh embedded database."""
+    from pmoflow.engine.library import installed
 
-    run_demo(out, keep)
+    walks = [library for library in installed() if library.demo is not None]
+    if not walks:
+        raise InvalidInput("no installed process library has a demo")
+    for library in walks:
+        library.demo(out, keep)

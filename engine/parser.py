@@ -38,7 +38,6 @@ from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from pmoflow.engine import forms
 from pmoflow.engine.errors import InvalidProcess
-from pmoflow.engine.organisation import PMO_ROLES
 from pmoflow.engine.scripting import compile_script
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -397,7 +396,7 @@ def _json_position(text: str, path: Iterable[Any]) -> tuple[int, int]:
 class _Context:
     report: _Report
     handlers: set[str] | None
-    roles: set[str]
+    roles: set[str] | None
     form_dirs: list[Path]
     forms_checked: dict[Path, bool] = field(default_factory=dict)
 
@@ -658,7 +657,7 @@ def _check_lanes(ctx: _Context, src: _Source) -> None:
         if not name:
             ctx.report.at(src, lane, "warning", "the lane has no name: its tasks go to the person who started "
                           "the instance", "name the lane after a role of the organisation")
-        elif name not in ctx.roles:
+        elif ctx.roles is not None and name not in ctx.roles:
             close = difflib.get_close_matches(name, sorted(ctx.roles), n=1, cutoff=0.75)
             hint = (f"did you mean '{close[0]}'? Otherwise set lane_roles or lane_owners in task data" if close
                     else "set lane_roles or lane_owners in task data")
@@ -942,13 +941,13 @@ def check(paths: list[str | Path], handlers: set[str] | None = None, roles: Iter
     """Every finding for the files, and the executable processes when there is no error.
 
     `handlers`: the registered service operators (None: not checked); `roles`: the organisation's roles for the
-    lane check (None: the PMO's standard roles); `form_dirs`: where forms are looked for after the BPMN's own
+    lane check (None: lanes are not checked against roles); `form_dirs`: where forms are looked for after the BPMN's own
     folder and a forms/ folder beside it. Raises InvalidProcess only for paths that do not exist or hold no
     BPMN or DMN file."""
     units = _collect(paths)
     report = _Report()
     ctx = _Context(report, set(handlers) if handlers is not None else None,
-                   set(roles) if roles is not None else set(PMO_ROLES), list(form_dirs or []))
+                   set(roles) if roles is not None else None, list(form_dirs or []))
     for unit in units:
         if unit.model is not None:
             _read_model(unit.model, report)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pmoflow.engine.api import Pmoflow, default_handlers
+from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.database import scratch_schema
+from pmoflow.engine.handlers import notify
+from pmoflow.engine.library import Library, installed
 
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures"
@@ -19,11 +21,24 @@ PG_URL = os.environ.get("PMOFLOW_TEST_PG_URL")
 TEST_HANDLERS = {
     "test.echo": lambda value: {"echo": value},
     "test.fail": lambda reason: (_ for _ in ()).throw(RuntimeError(reason)),
+    "test.notify": notify,
 }
 
 
+# The engine's tests run this small library of their own; the PMO library's tests find the PMO library through the
+# entry point, the door any third-party library uses (`installed()`).
+TEST_LIBRARY = Library(name="tests", handlers=TEST_HANDLERS, form_dirs=(FIXTURES,))
+
+
 def all_handlers() -> dict:
-    return {**default_handlers(), **TEST_HANDLERS}
+    """The test library's handlers (the operators the engine's fixture processes call)."""
+    return dict(TEST_LIBRARY.handlers)
+
+
+def pmo_library() -> Library:
+    """The PMO library, as installed (its entry point `pmoflow.libraries: pmo`)."""
+    [library] = [lib for lib in installed() if lib.name == "pmo"]
+    return library
 
 
 @contextmanager
@@ -48,17 +63,21 @@ def db_url(request, tmp_path) -> Iterator[str]:
 
 @pytest.fixture
 def cli_handlers(monkeypatch) -> None:
-    """Commands run through the CLI find the test handlers too (the CLI builds its API with the defaults)."""
-    monkeypatch.setattr("pmoflow.engine.api.default_handlers", all_handlers)
+    """Commands run through the CLI (in this process or a child) find the PMO library and the test library,
+    named the way an installation names a library under development (PMOFLOW_LIBRARY)."""
+    monkeypatch.setenv("PMOFLOW_LIBRARY", "pmoflow.workflows:library,conftest:TEST_LIBRARY")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])))
 
 
 @pytest.fixture
-def make_pmo(db_url) -> Iterator[Callable[..., Pmoflow]]:
-    """`make_pmo(user)` gives an API object acting as `user` on the test database."""
+def make_pmo(db_url, request) -> Iterator[Callable[..., Pmoflow]]:
+    """`make_pmo(user)` gives an API object acting as `user` on the test database: with the installed PMO library
+    in tests of the PMO's processes (those using `demo_pmo`), else with the engine's own test library."""
     made: list[Pmoflow] = []
+    libraries = None if "demo_pmo" in request.fixturenames else [TEST_LIBRARY]
 
     def make(user: str | None = None) -> Pmoflow:
-        app = Pmoflow(db_url, user=user, handlers=all_handlers())
+        app = Pmoflow(db_url, user=user, libraries=libraries)
         made.append(app)
         return app
 

@@ -241,7 +241,7 @@ def test_every_administrative_act_is_in_the_record_with_its_actor_and_the_chain_
         ("suspend", "bob", "a"), ("data_edit", "bob", "b"), ("resume", "bob", "c"), ("terminate", "bob", "d")]
     assert all({"before", "after"} <= set(e["payload"]) for e in acts)
     assert bob.verify_record()["ok"]
-    with bob._tx() as s:
+    with bob.db.transaction() as s:
         rows = s.scalars(select(HumanTask.state).where(HumanTask.instance_id == instance_id)).all()
         assert rows == ["cancelled"]
         assert s.get(ProcessInstance, instance_id).status == "terminated"

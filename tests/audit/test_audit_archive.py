@@ -48,7 +48,7 @@ def cli(db_url: str, *args, user: str = "bob"):
 
 
 def counts(app, instance_ids) -> dict[str, int]:
-    with app._tx() as s:
+    with app.db.transaction() as s:
         events = select(Event.id).where(Event.instance_id.in_(instance_ids))
         return {"instances": s.scalar(select(func.count()).where(ProcessInstance.id.in_(instance_ids))),
                 "events": s.scalar(select(func.count()).select_from(events.subquery())),

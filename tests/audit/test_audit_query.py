@@ -56,7 +56,7 @@ def generate(app, instances: int = 420, seed: int = 7) -> Generated:
     facts as the engine writes them), each event at a known time."""
     rng = random.Random(seed)
     gen = Generated()
-    with app._tx() as s:
+    with app.db.transaction() as s:
         definitions = {d.process_id: d for d in s.scalars(select(ProcessDefinition))}
         for n in range(instances):
             process = "audit_gate" if n % 4 else "simple"
@@ -297,11 +297,11 @@ def test_the_command_line_prints_table_json_and_csv(record, record_url, cli_hand
 def test_the_0002_migration_indexes_events_recorded_before_it(record):
     """Facts rebuilt from the payloads (as the migration does for an older record) equal those written live."""
     app, _ = record
-    with app._tx() as s:
+    with app.db.transaction() as s:
         live = {tuple(row) for row in s.execute(select(EventFact.event_id, EventFact.key, EventFact.value))}
     config = app.db._alembic_config()
     command.downgrade(config, "0001")
     command.upgrade(config, "head")
-    with app._tx() as s:
+    with app.db.transaction() as s:
         rebuilt = {tuple(row) for row in s.execute(select(EventFact.event_id, EventFact.key, EventFact.value))}
     assert rebuilt == live and len(live) > 10000

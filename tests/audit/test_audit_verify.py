@@ -102,7 +102,7 @@ def test_an_altered_deployment_event_is_caught(finished):
 
 def test_stored_process_files_changed_after_deployment_are_caught(finished):
     app, _, _ = finished
-    with app._tx() as s:
+    with app.db.transaction() as s:
         definition = s.scalar(select(ProcessDefinition).where(ProcessDefinition.process_id == "simple"))
         definition.sources = {**definition.sources, "simple.bpmn": definition.sources["simple.bpmn"].replace(
             "total = amount * 2", "total = amount * 20")}
@@ -120,7 +120,7 @@ def test_a_removed_deployment_event_is_caught(finished):
 
 def test_a_deployment_event_for_other_files_is_caught(finished):
     app, _, _ = finished
-    with app._tx() as s:
+    with app.db.transaction() as s:
         definition = s.scalar(select(ProcessDefinition).where(ProcessDefinition.process_id == "simple"))
         definition.content_hash = audit.definition_content_hash({"other.bpmn": "<x/>"})
         definition.sources = {"other.bpmn": "<x/>"}
@@ -139,7 +139,7 @@ def test_events_of_an_instance_whose_row_was_deleted_are_caught(finished):
 
 
 def test_the_content_hash_is_the_one_the_parser_computes(pmo):
-    with pmo._tx() as s:
+    with pmo.db.transaction() as s:
         for definition in s.scalars(select(ProcessDefinition)):
             assert audit.definition_content_hash(definition.sources) == definition.content_hash
 

@@ -53,7 +53,7 @@ def complete(app, instance_id: int, bpmn_id: str, data: dict | None = None) -> N
 
 def snapshot(app, instance_id: int) -> dict:
     """Everything stored and shown about one instance, to prove a refused or dry-run migration changed nothing."""
-    with app._tx() as s:
+    with app.db.transaction() as s:
         inst = s.get(ProcessInstance, instance_id)
         rows = [(t.id, t.spiff_task_id, t.state, t.assignee) for t in s.scalars(
             select(HumanTask).where(HumanTask.instance_id == instance_id).order_by(HumanTask.id))]
@@ -66,7 +66,7 @@ def snapshot(app, instance_id: int) -> dict:
 
 def tree(app, instance_id: int) -> list[str]:
     """The stored task tree as `depth spec-name STATE` lines, read without the engine's cache."""
-    with app._tx() as s:
+    with app.db.transaction() as s:
         inst = s.get(ProcessInstance, instance_id)
         wf = serialization.load_state(inst.state, runtime.specs_of(s, s.get(ProcessDefinition, inst.definition_id)))
 
@@ -531,7 +531,7 @@ def test_an_instance_in_error_moves_only_when_its_failed_step_is_unchanged(pmo, 
 
 def hold(app, instance_id: int) -> None:
     """Suspend an instance the way an operator's hold does: only its status changes."""
-    with app._tx() as s:
+    with app.db.transaction() as s:
         s.get(ProcessInstance, instance_id).status = "suspended"
 
 

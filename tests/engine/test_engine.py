@@ -13,11 +13,12 @@ from conftest import FIXTURES
 from pmoflow.engine import audit, runtime, serialization
 from pmoflow.engine.errors import Conflict, InvalidInput, InvalidProcess, PermissionDenied
 from pmoflow.engine.models import Event, HumanTask, ProcessInstance
+from pmoflow.engine.services.context import load_run
 
 
 def snapshot(app, instance_id: int) -> dict:
     """Everything stored about one instance, to prove a failed command changed nothing."""
-    with app._tx() as s:
+    with app.db.transaction() as s:
         inst = s.get(ProcessInstance, instance_id)
         tasks = [(t.id, t.state, t.assignee) for t in s.scalars(select(HumanTask).where(
             HumanTask.instance_id == instance_id).order_by(HumanTask.id))]
@@ -166,8 +167,8 @@ def test_a_stale_workflow_save_is_a_conflict_not_a_lost_update(pmo, make_pmo):
 def test_a_script_changing_nested_data_leaves_earlier_tasks_alone(pmo):
     instance_id = pmo.start("nested_data", {"p": {"team": {"lead": "a"}}})["instance_id"]
     runtime._CACHE.clear()
-    with pmo._tx() as s:
-        run = pmo._run(s, s.get(ProcessInstance, instance_id), "test")
+    with pmo.db.transaction() as s:
+        run = load_run(pmo._ctx, s, s.get(ProcessInstance, instance_id), "test")
         script = next(t for t in run.workflow.tasks.values() if t.task_spec.bpmn_id == "script_nested")
         assert script.parent.data["p"]["team"]["lead"] == "a"
         assert script.data["p"]["team"]["lead"] == "b" and script.data["copy_lead"] == "b"
@@ -178,8 +179,8 @@ def test_dates_and_decimals_survive_a_save_and_a_cold_load(pmo):
     runtime._CACHE.clear()
     data = pmo.show(instance_id)["data"]
     assert data["d"] == "2027-01-31" and data["amount"] == "1.50" and data["when"].startswith("2027-01-31T09:00")
-    with pmo._tx() as s:
-        run = pmo._run(s, s.get(ProcessInstance, instance_id), "test")
+    with pmo.db.transaction() as s:
+        run = load_run(pmo._ctx, s, s.get(ProcessInstance, instance_id), "test")
         task = run.workflow.last_task
         assert repr(task.data["amount"]) == "Decimal('1.50')"
 
@@ -226,7 +227,9 @@ def test_a_failing_handler_reports_its_own_error_and_retry_runs_it_again(pmo):
 def test_retry_with_corrected_data_continues_the_instance(pmo):
     result = pmo.start("simple", {"title": "abc", "amount": 13})
     assert result["status"] == "error" and result["error"]["line"] == 3
-    again = pmo.retry(result["instance_id"], {"amount": 4})
+    with pytest.raises(InvalidInput, match="needs a reason"):
+        pmo.retry(result["instance_id"], {"amount": 4})
+    again = pmo.retry(result["instance_id"], {"amount": 4}, reason="the amount was mistyped")
     assert again["status"] == "running"
     assert pmo.show(result["instance_id"])["data"]["total"] == 8
 
@@ -280,7 +283,7 @@ def test_timers_fire_once_when_due_and_not_before(pmo, make_pmo):
 def test_the_audit_chain_of_an_instance_verifies(pmo):
     instance_id = pmo.start("simple", {"title": "abc", "amount": 2})["instance_id"]
     pmo.complete(only_task(pmo, "review", instance_id)["id"], {"approved": True})
-    with pmo._tx() as s:
+    with pmo.db.transaction() as s:
         events = audit.history(s, instance_id)
         assert audit.verify_stream(events) is None
         events[2].payload = {"data": {"approved": False}}

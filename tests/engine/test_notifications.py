@@ -157,7 +157,7 @@ def test_archiving_a_finished_instance_takes_its_notifications_along(people, tmp
     iid, _, opened = waiting_package(people)
     fire(people("dave"), opened + timedelta(days=6), iid)
     assert len(people("dave").notifications(all_users=True)) == 4
-    archived = people("dave").archive("2200-01-01", tmp_path / "pmo.pmoarchive")
+    archived = people("alice").archive("2200-01-01", tmp_path / "pmo.pmoarchive")
     assert archived["instance_ids"] == [iid]
     assert people("dave").notifications(all_users=True) == []
     assert people("dave").verify_archive(tmp_path / "pmo.pmoarchive")["ok"]

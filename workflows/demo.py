@@ -69,7 +69,7 @@ def run_demo(out: Console, keep: str | None = None) -> None:
     db = f"sqlite:///{folder / 'demo.db'}"
     out.rule("pmoflow demo: project initiation")
     out.print(f"A fresh embedded database: {db}")
-    setup = Pmoflow(db, user="pmo-admin").init()
+    setup = Pmoflow(db, user="pmo.admin").init()
     out.print(f"Loaded the demo PMO ({setup['users']} people) and deployed "
               + ", ".join(f"{p['process_id']} v{p['version']}" for p in setup["processes"]))
 

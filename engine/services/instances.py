@@ -1,0 +1,63 @@
+"""Process instances: start one, list them, show one, read its history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from pmoflow.engine import audit, runtime
+from pmoflow.engine.models import HumanTask, ProcessInstance
+from pmoflow.engine.services.advance import advance, new_instance
+from pmoflow.engine.services.context import Context, check_may_start, definition_row, final_data, instance_row, load_run
+from pmoflow.engine.services.submissions import require_object, validate_form
+from pmoflow.engine.views import event_view, instance_view, task_view
+
+
+def start(ctx: Context, process_id: str, data: dict[str, Any] | None = None,
+          business_key: str | None = None) -> dict[str, Any]:
+    """Start the newest version of a process with initial data, and run it to its first wait state."""
+    data = require_object(data or {})
+    ctx.db.check_schema()
+    with ctx.tx() as session:
+        actor = ctx.actor(session)
+        definition = definition_row(session, process_id)
+        check_may_start(session, definition, actor)
+        validate_form(definition, definition.start_form, data)
+        instance = new_instance(session, definition, actor.name, business_key)
+        run = runtime.Run.new(session, instance, definition, actor.name, ctx.handlers, data)
+        run.log.add("instance_started", data=data, version=definition.version, business_key=business_key)
+        advance(ctx, run)
+        return {"instance_id": instance.id, "status": instance.status, "error": instance.error,
+                "process_id": process_id, "version": definition.version}
+
+
+def instances(ctx: Context, status: str | None = None, process: str | None = None) -> list[dict[str, Any]]:
+    ctx.db.check_schema()
+    with ctx.tx() as session:
+        query = select(ProcessInstance).order_by(ProcessInstance.id)
+        if status:
+            query = query.where(ProcessInstance.status == status)
+        if process:
+            query = query.where(ProcessInstance.process_id == process)
+        return [instance_view(i) for i in session.scalars(query)]
+
+
+def show(ctx: Context, instance_id: int | str) -> dict[str, Any]:
+    """One instance: status, version, data, its tasks and the processes it called."""
+    ctx.db.check_schema()
+    with ctx.tx() as session:
+        instance = instance_row(session, instance_id)
+        run = load_run(ctx, session, instance, "viewer")
+        tasks = session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id)
+                                .order_by(HumanTask.id))
+        return {**instance_view(instance), "data": audit.to_json_data(final_data(run.workflow)),
+                "tasks": [task_view(t) for t in tasks],
+                "calls": audit.to_json_data(runtime.called_processes(run.workflow))}
+
+
+def history(ctx: Context, instance_id: int | str) -> list[dict[str, Any]]:
+    ctx.db.check_schema()
+    with ctx.tx() as session:
+        instance = instance_row(session, instance_id)
+        return [event_view(e) for e in audit.history(session, instance.id)]
