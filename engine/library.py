@@ -95,6 +95,11 @@ def _as_library(value: Any, ref: str) -> Library:
     return value
 
 
+def handlers_of(libraries: Iterable[Library]) -> dict[str, Callable[..., Any]]:
+    """Every service operator of the libraries, with its handler."""
+    return {operator: fn for library in libraries for operator, fn in library.handlers.items()}
+
+
 def check_distinct(libraries: Iterable[Library]) -> None:
     """Two libraries may not claim the same service operator: which one a process called would be a guess."""
     owner: dict[str, str] = {}

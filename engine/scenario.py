@@ -40,9 +40,9 @@ fails here too. Per case:
       is completed with no data (as in spiff-arena);
     * a service task's entry is merged into the task data *instead of* calling its handler (a mock), then the
       task's result variable is set from the merged data (null when the mock does not name it). A service task
-      the case does not list calls the real handler from ``handlers`` (default: ``pmoflow.workflows.HANDLERS``,
-      which are plain functions); pass ``handlers={}`` to require a mock for every service task, as spiff-arena
-      does. A listed service task visited more times than it has entries fails the case;
+      the case does not list calls the real handler from ``handlers`` (default: the installed process
+      libraries' handlers, which are plain functions); pass ``handlers={}`` to require a mock for every service
+      task, as spiff-arena does. A listed service task visited more times than it has entries fails the case;
     * a script task's entry replaces the script: the entry is merged into the data and the script does not run;
     * the process's start event's entry is the data the instance starts with, checked against the start form;
     * a timer event's entries (an extension: spiff-arena cannot fire timers) say, for each time the timer starts
@@ -114,9 +114,7 @@ from SpiffWorkflow.dmn.specs.business_rule_task_mixin import BusinessRuleTaskMix
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
-# The runtime module lifts SpiffWorkflow's task-depth limit on import (a long loop would otherwise end an
-# instance early); tests must run under the same rules as the engine.
-from pmoflow.engine import audit, forms, parser, runtime, serialization  # noqa: F401
+from pmoflow.engine import audit, clock, forms, parser, serialization
 from pmoflow.engine.errors import InvalidInput, InvalidProcess, PmoflowError
 from pmoflow.engine.scripting import SCRIPT_HELPERS, Handler, SandboxScriptEngine
 from pmoflow.engine.workflow import PmoflowWorkflow
@@ -626,8 +624,9 @@ def _due_time(task: Task) -> datetime:
 
 
 def _make_due(task: Task) -> None:
-    """Move a waiting timer's due time just into the past; the next refresh fires it."""
-    past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    """Move a waiting timer's due time just into the past (of pmoflow's clock, which its timers read); the next
+    refresh fires it."""
+    past = (clock.timer_now() - timedelta(seconds=1)).isoformat()
     value = task.internal_data.get("event_value")
     if isinstance(value, dict):  # a cycle timer: its next occurrence
         value["next"] = past
@@ -723,9 +722,9 @@ def run_case(model: Model, case: Any, handlers: Mapping[str, Handler]) -> tuple[
 def run_tests(paths: list[str | Path], handlers: Mapping[str, Handler] | None = None) -> list[CaseResult]:
     """Run every test case of the given BPMN files, test files and folders; one result per case."""
     if handlers is None:
-        from pmoflow.workflows import HANDLERS
+        from pmoflow.engine.library import handlers_of, installed
 
-        handlers = HANDLERS
+        handlers = handlers_of(installed())
     results = []
     models: dict[Path, Model | CaseFailure] = {}
     for test_file, bpmn_file in discover(paths):

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from pmoflow.engine import runtime
 from pmoflow.engine.database import Database
 from pmoflow.engine.errors import NotFound, PermissionDenied
-from pmoflow.engine.library import Library, installed
+from pmoflow.engine.library import Library, handlers_of, installed
 from pmoflow.engine.models import HumanTask, ProcessDefinition, ProcessInstance, User
 from pmoflow.engine.scripting import Handler
 
@@ -30,10 +30,7 @@ class Context:
         self.db = Database(db)
         self.user = user or os.environ.get("PMOFLOW_USER")
         self.libraries = installed() if libraries is None else libraries
-        merged: dict[str, Handler] = {}
-        for library in self.libraries:
-            merged.update(library.handlers)
-        self.handlers: Mapping[str, Handler] = handlers if handlers is not None else merged
+        self.handlers: Mapping[str, Handler] = handlers if handlers is not None else handlers_of(self.libraries)
         self.form_dirs: list[Path] = [folder for library in self.libraries for folder in library.form_dirs]
 
     @contextmanager
