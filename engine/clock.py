@@ -1,7 +1,12 @@
-"""The engine's notion of now, which `worker --now` can move.
+"""The engine's notion of now: the real time, or a time a caller sets for what is evaluated.
 
-SpiffWorkflow's timers read `datetime.now(timezone.utc)` from their own module; pointing that module at
-`ClockDatetime` makes timers, due times and audit timestamps all follow the same clock.
+Three settings, innermost first, decide what pmoflow's timers (`engine/specs.py`) see as now:
+* `timers_at(T)`: a catch-up fires each due timer as of its own due time;
+* `simulating(T)`: `worker --now T` evaluates as of T, yet records every event at the real time, with T beside
+  it (`simulated()` gives T to the audit log, which stores it as `as_of`): the record's times only go forward;
+* `frozen(T)`: everything as of T, event times included. Only for runs that leave no database record
+  (scenarios) and for tests that build histories in the past.
+SpiffWorkflow's own module is left alone: a program using SpiffWorkflow beside pmoflow sees the real time.
 """
 
 from __future__ import annotations
@@ -11,34 +16,29 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-from SpiffWorkflow.bpmn.specs.event_definitions import timer as spiff_timer
-
 _override: ContextVar[datetime | None] = ContextVar("pmoflow_now", default=None)
+_simulated: ContextVar[datetime | None] = ContextVar("pmoflow_simulated_now", default=None)
 _timers: ContextVar[datetime | None] = ContextVar("pmoflow_timer_now", default=None)
 
 
-class ClockDatetime(datetime):
-    """A datetime whose `now()` answers the engine clock (or the timer horizon while one is set)."""
-
-    @classmethod
-    def now(cls, tz=None):
-        fixed = _timers.get() or _override.get()
-        if fixed is None:
-            return datetime.now(tz)
-        return fixed.astimezone(tz) if tz else fixed.astimezone(UTC).replace(tzinfo=None)
-
-
-spiff_timer.datetime = ClockDatetime
-
-
 def now() -> datetime:
-    """Aware UTC now, or the time set by `frozen`."""
+    """Aware UTC now, or the time set by `frozen`: the time events are recorded at."""
     return _override.get() or datetime.now(UTC)
 
 
 def db_now() -> datetime:
     """Naive UTC, the form timestamps are stored in (SQLite keeps no zone)."""
     return now().replace(tzinfo=None)
+
+
+def timer_now() -> datetime:
+    """Aware UTC now as pmoflow's timers see it: the catch-up horizon, else the simulated or frozen time."""
+    return _timers.get() or _simulated.get() or now()
+
+
+def simulated() -> datetime | None:
+    """The time `simulating` evaluates as of, if one is set (aware UTC)."""
+    return _simulated.get()
 
 
 def as_db(moment: datetime) -> datetime:
@@ -50,24 +50,28 @@ def as_utc(moment: datetime | None) -> datetime | None:
 
 
 @contextmanager
-def frozen(moment: datetime | None) -> Iterator[None]:
-    """Evaluate everything inside as of `moment` (aware or naive UTC); None leaves the clock alone."""
+def _setting(var: ContextVar, moment: datetime | None) -> Iterator[None]:
     if moment is None:
         yield
         return
-    token = _override.set(as_utc(moment))
+    token = var.set(as_utc(moment))
     try:
         yield
     finally:
-        _override.reset(token)
+        var.reset(token)
 
 
-@contextmanager
+def frozen(moment: datetime | None) -> Iterator[None]:
+    """Evaluate and record everything inside as of `moment` (aware or naive UTC); None leaves the clock alone."""
+    return _setting(_override, moment)
+
+
+def simulating(moment: datetime | None) -> Iterator[None]:
+    """Evaluate timers and due work as of `moment`, record at the real time; None leaves the clock alone."""
+    return _setting(_simulated, moment)
+
+
 def timers_at(moment: datetime) -> Iterator[None]:
-    """Let SpiffWorkflow's timers see `moment` as now, while audit times stay real: a worker catching up
-    after an outage fires each timer in the order it came due, and records when it actually fired."""
-    token = _timers.set(as_utc(moment))
-    try:
-        yield
-    finally:
-        _timers.reset(token)
+    """Let pmoflow's timers see `moment` as now, while audit times stay real: a worker catching up after an
+    outage fires each timer in the order it came due, and records when it actually fired."""
+    return _setting(_timers, moment)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -20,13 +19,12 @@ from SpiffWorkflow.bpmn.specs.defaults import BoundaryEvent, ExclusiveGateway, I
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
-from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.dmn.specs.business_rule_task_mixin import BusinessRuleTaskMixin
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.specs.mixins.service_task import ServiceTask
 from SpiffWorkflow.task import Task
-from SpiffWorkflow.util.task import TaskIterator, TaskState
+from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
 from pmoflow.engine import clock, messaging, serialization
@@ -37,17 +35,6 @@ from pmoflow.engine.notifications import record as record_notifications
 from pmoflow.engine.scripting import Handler, SandboxScriptEngine
 from pmoflow.engine.workflow import PmoflowWorkflow
 
-
-def _lift_depth_limit() -> None:
-    """SpiffWorkflow's task iterators stop at depth 1000, so a long loop's next READY task goes unseen and
-    the workflow is marked completed for good: silent data loss. Make the default unbounded."""
-    for iterator in (TaskIterator, BpmnTaskIterator):
-        defaults = list(iterator.__init__.__defaults__)
-        defaults[1] = sys.maxsize  # (end_at_spec, max_depth, ...)
-        iterator.__init__.__defaults__ = tuple(defaults)
-
-
-_lift_depth_limit()
 
 class LruCache(OrderedDict):
     """A bounded map that forgets the least recently used entry first."""
@@ -173,7 +160,8 @@ class Run:
         self.start_due = due  # what the timer_fired record gives as due: the schedule's, not SpiffWorkflow's
         for task in self.workflow.get_tasks(state=TaskState.WAITING):
             if isinstance(getattr(task.task_spec, "event_definition", None), CycleTimerEventDefinition):
-                task.internal_data["event_value"] = {"cycles": 1, "next": clock.now().isoformat(), "duration": 0.0}
+                task.internal_data["event_value"] = {"cycles": 1, "next": clock.timer_now().isoformat(),
+                                                     "duration": 0.0}
         with clock.timers_at(datetime.max.replace(tzinfo=UTC) - timedelta(days=1)):
             self.workflow.refresh_timers()
             self.workflow.refresh_timers()  # a fired cycle completes on the refresh after

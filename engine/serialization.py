@@ -14,15 +14,20 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
+from SpiffWorkflow.bpmn.serializer.default.workflow import (
+    BpmnSubWorkflowConverter,
+    BpmnWorkflowConverter,
+    WorkflowConverter,
+)
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.task import TaskState
 
+from pmoflow.engine import specs
 from pmoflow.engine.errors import InvalidInput
-from pmoflow.engine.workflow import PmoflowWorkflow
+from pmoflow.engine.workflow import PmoflowSubWorkflow, PmoflowWorkflow
 
 RESERVED_KEY = "typename"  # SpiffWorkflow's own type marker: data carrying it cannot be loaded back
 Specs = tuple[BpmnProcessSpec, dict[str, BpmnProcessSpec]]
@@ -53,6 +58,8 @@ def _build_serializer() -> BpmnWorkflowSerializer:
     registry.register(Decimal, lambda v: {"value": str(v)}, lambda d: Decimal(d["value"]))
     registry.register(date, lambda v: {"value": v.isoformat()}, lambda d: date.fromisoformat(d["value"]))
     InstanceStateConverter(PmoflowWorkflow, registry, "BpmnWorkflow")
+    BpmnSubWorkflowConverter(PmoflowSubWorkflow, registry, "BpmnSubWorkflow")
+    specs.register(registry)  # stored specs name the stock classes; pmoflow's run in their place
     return BpmnWorkflowSerializer(registry)
 
 
