@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -362,44 +362,59 @@ _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _YEAR = re.compile(r"^(\d{4})$")
 
 
+LAST_TIME = datetime(9999, 12, 31, 23, 59, 59)  # a typed time's latest: an inclusive end adds a microsecond
+
+
+def _day_end(moment: datetime) -> datetime:
+    """The start of the next day; the calendar's last day ends at its last moment instead."""
+    return moment + timedelta(days=1) if moment.date() < date.max else datetime.max
+
+
 def parse_moment(text: str | datetime | date, what: str, end: bool = False) -> datetime:
     """A user's time: an ISO date (`2027-03-31`, the start of that day in UTC, or with `end` the start of the
-    next day) or an ISO date and time (without a zone: UTC). Returned as the naive UTC the database stores."""
+    next day) or an ISO date and time (without a zone: UTC). Returned as the naive UTC the database stores.
+    Dates run from 0001-01-01 to 9999-12-31 and times up to 9999-12-31T23:59:59 UTC."""
     if isinstance(text, datetime):
         return clock.as_db(text)
     if isinstance(text, date):
         moment = datetime(text.year, text.month, text.day)
-        return moment + timedelta(days=1) if end else moment
+        return _day_end(moment) if end else moment
     raw = str(text).strip()
     try:
         if len(raw) == 10:
             day = date.fromisoformat(raw)
             moment = datetime(day.year, day.month, day.day)
-            return moment + timedelta(days=1) if end else moment
-        moment = datetime.fromisoformat(raw)
+            return _day_end(moment) if end else moment
+        moment = clock.as_db(datetime.fromisoformat(raw))  # a zone's offset can leave the calendar: OverflowError
     except ValueError:
-        raise InvalidInput(f"{what}: '{text}' is not a date like 2027-03-31 or a time like "
+        raise InvalidInput(f"{what}: {text!r:.80} is not a date like 2027-03-31 or a time like "
                            "2027-03-31T17:00:00+00:00") from None
-    return clock.as_db(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    except OverflowError:
+        raise InvalidInput(f"{what}: {text} is outside the calendar (years 1 to 9999) in UTC") from None
+    if moment > LAST_TIME:
+        raise InvalidInput(f"{what}: {text} is later than the last time accepted, 9999-12-31T23:59:59 UTC")
+    return moment
 
 
 def parse_period(text: str) -> tuple[datetime, datetime]:
-    """`2027` (a year), `2027-Q1` (a quarter), `2027-03` (a month) or `2027-03-31` (a day), as [start, end)."""
+    """`2027` (a year), `2027-Q1` (a quarter), `2027-03` (a month) or `2027-03-31` (a day), as [start, end);
+    years 1 to 9999 (the last period of 9999 ends at the calendar's last moment)."""
     raw = str(text).strip()
     if m := _QUARTER.match(raw):
         year, quarter = int(m.group(1)), int(m.group(2))
-        start = datetime(year, 3 * quarter - 2, 1)
-        end = datetime(year + 1, 1, 1) if quarter == 4 else datetime(year, 3 * quarter + 1, 1)
-        return start, end
-    if m := _MONTH.match(raw):
-        year, month = int(m.group(1)), int(m.group(2))
-        if 1 <= month <= 12:
-            return datetime(year, month, 1), datetime(year + month // 12, month % 12 + 1, 1)
+        first, last = (year, 3 * quarter - 2), (year, 3 * quarter)
+    elif (m := _MONTH.match(raw)) and 1 <= int(m.group(2)) <= 12:
+        first = last = (int(m.group(1)), int(m.group(2)))
     elif _YEAR.match(raw):
-        return datetime(int(raw), 1, 1), datetime(int(raw) + 1, 1, 1)
+        first, last = (int(raw), 1), (int(raw), 12)
     elif len(raw) == 10:
         return parse_moment(raw, "--period"), parse_moment(raw, "--period", end=True)
-    raise InvalidInput(f"--period: '{text}' is not a period like 2027, 2027-Q1, 2027-03 or 2027-03-31")
+    else:
+        raise InvalidInput(f"--period: {text!r:.80} is not a period like 2027, 2027-Q1, 2027-03 or 2027-03-31")
+    if not 1 <= first[0] <= 9999:
+        raise InvalidInput(f"--period: {text}: years run from 1 to 9999")
+    after = (last[0] + last[1] // 12, last[1] % 12 + 1)
+    return datetime(*first, 1), datetime(*after, 1) if after[0] <= 9999 else datetime.max
 
 
 # -- queries across instances --------------------------------------------------------------------------------------

@@ -111,6 +111,7 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     out.print(grid)
 
 
+COUNT = click.IntRange(1, 2**31 - 1)  # versions and limits: positive, and within every database's integer
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 data_options = [
     click.option("--data", help="The data as a JSON object."),
@@ -131,7 +132,7 @@ def refuse_unstorable(args: list[str]) -> None:
         problem = limits.text_problem(arg) if isinstance(arg, str) else None
         if problem:
             option = args[i - 1] if i and args[i - 1].startswith("-") and not arg.startswith("-") else ""
-            raise click.UsageError(f"{option + ': ' if option else ''}{limits.shown(arg)} {problem}")
+            raise click.UsageError(f"{option} {problem}" if option else f"the argument {limits.shown(arg)} {problem}")
 
 
 class CheckedCommand(click.Command):
@@ -171,7 +172,7 @@ def main(ctx: click.Context, db: str | None, user: str | None, debug: bool) -> N
 
 
 @main.command()
-@click.option("--org", type=click.Path(dir_okay=False), help="Organisation TOML file (default: the one the installed process library ships).")
+@click.option("--org", type=click.Path(dir_okay=False), help="Organisation TOML file (default: the process library's).")
 @json_option
 @handled
 def init(org: str | None, as_json: bool) -> None:
@@ -181,9 +182,21 @@ def init(org: str | None, as_json: bool) -> None:
         return emit_json(result)
     click.echo(f"database ready: {result['database']}")
     click.echo(f"organisation: {result['users']} users from {result['organisation']}")
+    click.echo(audit_key_line(result["audit_key"]))
     for p in result["processes"]:
         state = "deployed" if p["created"] else "unchanged"
         click.echo(f"{p['process_id']} v{p['version']} {state}")
+
+
+def audit_key_line(key: dict[str, Any]) -> str:
+    """Where the audit key is (never what it is), and whether the record was just sealed with it."""
+    if key["source"] is None:
+        return ("audit key: none configured, so the audit record is not anchored: set PMOFLOW_AUDIT_KEY_FILE to a "
+                "file outside the database's reach and run init again")
+    line = f"audit key: {'created ' if key['created'] else ''}{key['source']}"
+    if key.get("sealed"):
+        line += f"; sealed the record as it stands ({key['sealed']['instances']} instances)"
+    return line + (f"; warning: {key['warning']}" if key.get("warning") else "")
 
 
 @main.command()
@@ -264,7 +277,7 @@ def test_command(paths: tuple[str, ...], as_json: bool) -> None:
 
 @main.command()
 @click.argument("process_id")
-@click.option("--version", type=int, help="The version to draw (default: the newest).")
+@click.option("--version", type=COUNT, help="The version to draw (default: the newest).")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Where to write the SVG.")
 @handled
 def diagram(process_id: str, version: int | None, out: str) -> None:
@@ -344,6 +357,9 @@ def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
         except json.JSONDecodeError:
             value = raw
         values[key.strip()] = value if isinstance(value, str | int | float | bool) else raw
+    from pmoflow.engine.serialization import check_data
+
+    check_data(values, option)  # NaN, 2**70: what no stored value can equal
     return values
 
 
@@ -543,7 +559,11 @@ def prompt_form(task_view: dict[str, Any]) -> dict[str, Any]:
             click.echo(f"  {prop['description']}")
         choice = click.Choice([str(v) for v in prop["enum"]]) if "enum" in prop else None
         while True:
-            answer = click.prompt(label, default="", show_default=False, type=choice)
+            try:
+                answer = click.prompt(label, default="", show_default=False, type=choice)
+            except click.Abort:  # Ctrl-C or Ctrl-D: click turned it into Abort
+                raise PmoflowError(f"task {task_view['id']} was not completed: the prompt was interrupted and "
+                                   "nothing was submitted") from None
             if answer == "" and name not in required:
                 break
             try:
@@ -620,12 +640,22 @@ def schedules_command(as_json: bool) -> None:
             "unbounded" if s["remaining"] is None else s["remaining"], s["fired"], s["owner"]] for s in result])
 
 
+NOW_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC))
+
+
 def parse_time(text: str) -> datetime:
+    """`--now`: an ISO time (UTC unless a zone is given) from 1970 to 2999. Timers add their durations to it,
+    and the calendar ends in 9999: a worker as of 9999-12-31 would fail on the first timer it computes."""
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"--now: '{text}' is not an ISO time like 2027-01-31T09:00:00+00:00") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        moment = datetime.fromisoformat(text.strip())
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        in_range = NOW_RANGE[0] <= moment < NOW_RANGE[1]
+    except (ValueError, OverflowError):
+        raise InvalidInput(f"--now: {limits.shown(text)} is not an ISO time like 2027-01-31T09:00:00+00:00") \
+            from None
+    if not in_range:
+        raise InvalidInput(f"--now: {text} is outside the years the worker evaluates timers in (1970 to 2999)")
+    return moment
 
 
 @main.group()
@@ -637,23 +667,31 @@ def audit() -> None:
 @click.argument("instance", required=False)
 @click.option("--file", "archive_file", type=click.Path(dir_okay=False),
               help="Check an archive file written by 'audit archive' instead of the database.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False),
+              help="A file from 'audit checkpoint': report every stream that no longer extends it.")
+@click.option("--archives", type=click.Path(file_okay=False),
+              help="The folder holding the archives: report any the record lists that is missing or changed.")
 @json_option
 @handled
-def audit_verify(instance: str | None, archive_file: str | None, as_json: bool) -> None:
-    """Re-compute the hash chains of every instance (or one) and of the processes' deployments, and report the
-    first broken link of each, by instance (or process) and sequence number. With --file, check an archive."""
+def audit_verify(instance: str | None, archive_file: str | None, checkpoint: str | None, archives: str | None,
+                 as_json: bool) -> None:
+    """Re-compute the hash chains of every instance (or one) and of the processes' deployments, re-derive the
+    tables the engine acts on, check the seals made with the audit key, and report the first problem of each
+    stream. With --file, check an archive instead."""
     if archive_file is not None:
-        if instance is not None:
-            raise click.UsageError("give an INSTANCE or --file, not both")
+        if instance is not None or checkpoint is not None or archives is not None:
+            raise click.UsageError("--file checks an archive on its own: give it without INSTANCE, --checkpoint "
+                                   "or --archives")
         return verify_archive_file(archive_file, as_json)
-    result = app().verify_record(instance)
+    result = app().verify_record(instance, checkpoint, archives)
     if as_json:
         emit_json(result)
     elif result["ok"]:
-        click.echo(f"ok: {result['checked_events']} events, every chain intact (instances and deployments)")
+        click.echo(f"ok: {result['checked_events']} events, every chain intact and what the engine acts on matches "
+                   f"them; {result['anchoring']['note']}")
     if not result["ok"]:
         fail("the audit record was changed outside pmoflow", 1,
-             [f"{f['stream']}: {f['problem']}" for f in result["findings"]])
+             [f"{f['stream']}: {f['problem']}" for f in result["findings"]] + [result["anchoring"]["note"]])
 
 
 def verify_archive_file(path: str, as_json: bool) -> None:
@@ -675,8 +713,8 @@ def verify_archive_file(path: str, as_json: bool) -> None:
 
 @main.command("diff")
 @click.argument("process_id")
-@click.argument("from_version", type=int)
-@click.argument("to_version", type=int)
+@click.argument("from_version", type=COUNT)
+@click.argument("to_version", type=COUNT)
 @json_option
 @handled
 def diff_versions(process_id: str, from_version: int, to_version: int, as_json: bool) -> None:
@@ -697,9 +735,9 @@ def diff_versions(process_id: str, from_version: int, to_version: int, as_json: 
 
 @main.command()
 @click.argument("instance", required=False)
-@click.option("--to-version", type=int, required=True, help="The deployed version to move to.")
+@click.option("--to-version", type=COUNT, required=True, help="The deployed version to move to.")
 @click.option("--process", "process_id", help="Move every unfinished instance of this process (with --from-version).")
-@click.option("--from-version", type=int, help="With --process: the version whose instances move.")
+@click.option("--from-version", type=COUNT, help="With --process: the version whose instances move.")
 @click.option("--dry-run", is_flag=True, help="List what would move, and why each refused one is unsafe; change "
                                               "nothing.")
 @click.option("--reason", help="Why: recorded with each move.")
@@ -820,7 +858,7 @@ def write_output(text: str, output: str | None) -> None:
 
 @audit.command("events")
 @click.option("--process", help="Only this process (its id).")
-@click.option("--version", help="Only this process version.")
+@click.option("--version", type=COUNT, help="Only this process version.")
 @click.option("--instance", help="Only this instance.")
 @click.option("--actor", help="Only what this user did.")
 @click.option("--role", help="Only what was done by holders of this role (at the time).")
@@ -836,7 +874,7 @@ def write_output(text: str, output: str | None) -> None:
 @click.option("--override", metavar="SUBMITTED=RECOMMENDED",
               help="Only submissions that differ from the latest recommendation before them in the instance, "
                    "e.g. data.gateDecision=outputs.recommendation.")
-@click.option("--limit", type=int, help="At most this many events (the oldest first).")
+@click.option("--limit", type=COUNT, help="At most this many events (the oldest first).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
 @json_option
@@ -895,6 +933,20 @@ def audit_archive(before: str, path: str, as_json: bool) -> None:
         return
     click.echo(f"archived {result['instances']} instance(s), {result['events']} events, to {result['file']} "
                f"(digest {result['digest']}); removed them from the database (archive event {result['recorded_as']})")
+
+
+@audit.command("checkpoint")
+@click.option("--to", "path", required=True, type=click.Path(dir_okay=False), help="The new checkpoint file.")
+@json_option
+@handled
+def audit_checkpoint(path: str, as_json: bool) -> None:
+    """Export every stream's head, signed with the audit key, for an auditor to keep outside the database's reach;
+    'audit verify --checkpoint FILE' later reports every stream that no longer extends it."""
+    result = app().checkpoint(path)
+    if as_json:
+        return emit_json(result)
+    click.echo(f"checkpoint of {result['streams']} streams ({result['events']} events) written to {result['file']}; "
+               "keep it where the database's administrators cannot change it")
 
 
 @main.command()

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from pmoflow.engine.errors import InvalidInput
+
 __all__ = ["render_svg"]
 
 MODEL = "http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -491,6 +493,11 @@ def _bottom_markers(g: etree._Element, box: Box, names: list[str], colour: str) 
 # ------------------------------------------------------------------------------------------------- model
 
 
+class DiagramError(InvalidInput, ValueError):
+    """Why a BPMN file cannot be drawn: a plain error for the user (`pmoflow diagram`), and a ValueError for
+    callers that draw what they can and say why not (the audit report)."""
+
+
 def _parse(bpmn_xml: str | bytes) -> etree._Element:
     """Parse BPMN text safely: no entity expansion, no DTD loading, no network."""
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
@@ -501,11 +508,11 @@ def _parse(bpmn_xml: str | bytes) -> etree._Element:
     try:
         return etree.fromstring(bpmn_xml, parser)
     except etree.XMLSyntaxError as exc:
-        raise ValueError(f"the BPMN file is not well-formed XML: {exc}") from None
+        raise DiagramError(f"the BPMN file is not well-formed XML: {exc}") from None
 
 
-def _no_diagram(what: str) -> ValueError:
-    return ValueError(f"{what} has no diagram (BPMNDI) to draw: open it in a BPMN modeler (bpmn.io, Camunda Modeler "
+def _no_diagram(what: str) -> DiagramError:
+    return DiagramError(f"{what} has no diagram (BPMNDI) to draw: open it in a BPMN modeler (bpmn.io, Camunda Modeler "
                       "or the SpiffWorkflow modeler) and save it to add one")
 
 
@@ -518,7 +525,7 @@ def _select_plane(root: etree._Element, index: dict[str, etree._Element], proces
         return planes[0]
     process = index.get(process_id)
     if process is None:
-        raise ValueError(f"there is no process {process_id!r} in this BPMN file")
+        raise DiagramError(f"there is no process {process_id!r} in this BPMN file")
     wanted = {process_id}
     for participant in root.iter(f"{{{MODEL}}}participant"):
         if participant.get("processRef") == process_id:
@@ -611,7 +618,7 @@ class Renderer:
         self.canvas = Canvas()
         self.shapes, self.edges = _collect(plane, self.index)
         if not self.shapes and not self.edges:
-            raise ValueError(f"the diagram plane {plane.get('id')!r} draws no element of this BPMN file")
+            raise DiagramError(f"the diagram plane {plane.get('id')!r} draws no element of this BPMN file")
         self.drawn = {shape.id for shape in self.shapes}
         self.defaults = {el.get("default") for el in self.index.values() if el.get("default")}
 
@@ -1093,8 +1100,8 @@ def render_svg(bpmn_xml: str | bytes, process_id: str | None = None, *, complete
 
     The ids mark an instance's state: `completed` elements and `taken_flows` (sequence flow ids) in green,
     `current` (open) tasks in blue, `errored` elements in red; a legend is added when any is given. Ids that
-    are not drawn are ignored. Raises ValueError when the XML is not well-formed, the process is unknown,
-    or there is no diagram (BPMNDI) to draw.
+    are not drawn are ignored. Raises DiagramError (an InvalidInput and a ValueError) when the XML is not
+    well-formed, the process is unknown, or there is no diagram (BPMNDI) to draw.
     """
     root = _parse(bpmn_xml)
     states = {"error": _ids(errored), "current": _ids(current), "completed": _ids(completed),

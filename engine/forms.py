@@ -9,6 +9,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from pmoflow.engine import limits
 from pmoflow.engine.errors import InvalidInput, InvalidProcess
 
 FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
@@ -59,7 +60,11 @@ def validate(schema: dict[str, Any], data: dict[str, Any], name: str) -> None:
 
 
 def convert_answer(text: str, prop: dict[str, Any]) -> Any:
-    """Turn what someone typed at a prompt into the value the schema expects."""
+    """Turn what someone typed at a prompt into the value the schema expects; a ValueError says why it cannot
+    be one (the prompt asks again). The answer meets the rules of all submitted data (serialization.check_data)."""
+    problem = limits.text_problem(text)
+    if problem:
+        raise ValueError(f"the answer {problem}")
     kind = prop.get("type", "string")
     if kind == "boolean":
         lowered = text.strip().lower()
@@ -69,10 +74,28 @@ def convert_answer(text: str, prop: dict[str, Any]) -> Any:
             return False
         raise ValueError("answer yes or no")
     if kind == "integer":
-        return int(text)
-    if kind == "number":
+        value = _integer(text)
+    elif kind == "number":
         value = float(text)
-        return int(value) if value.is_integer() else value
-    if kind in ("array", "object"):
-        return json.loads(text)
-    return text
+        value = int(value) if value.is_integer() else value
+    elif kind in ("array", "object"):
+        try:
+            value = json.loads(text)
+        except RecursionError:
+            raise ValueError("the value is nested too deeply") from None
+    else:
+        return text
+    from pmoflow.engine.serialization import check_data  # SpiffWorkflow's serializer: only when prompting
+
+    try:
+        check_data(value, "answer")
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from None
+    return value
+
+
+def _integer(text: str) -> int:
+    digits = text.strip().lstrip("+-")
+    if len(digits) > 19:  # int() of thousands of digits is slow, then refused: say so at once
+        raise ValueError("the number is beyond the 64-bit integer range")
+    return int(text)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -25,7 +25,7 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.task import TaskState
 
-from pmoflow.engine import specs
+from pmoflow.engine import limits, specs
 from pmoflow.engine.errors import InvalidInput
 from pmoflow.engine.workflow import PmoflowSubWorkflow, PmoflowWorkflow
 
@@ -163,19 +163,76 @@ def load_state(state: str, specs: Specs) -> BpmnWorkflow:
     return SERIALIZER.registry.restore(dct, specs=specs)
 
 
-def check_data(data: Any, path: str = "data") -> None:
-    """Refuse data SpiffWorkflow would store but not load: a `typename` key anywhere, or non-JSON values."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if not isinstance(key, str):
-                raise InvalidInput(f"{path}: keys must be strings")
-            if key == RESERVED_KEY:
-                raise InvalidInput(f"{path}.{key}: the key 'typename' is reserved by the workflow engine; rename it")
-            check_data(value, f"{path}.{key}")
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            check_data(value, f"{path}[{i}]")
-    elif isinstance(data, float) and not math.isfinite(data):
-        raise InvalidInput(f"{path}: {data} is not a finite number")
-    elif not isinstance(data, str | int | float | bool | type(None)):
-        raise InvalidInput(f"{path}: {type(data).__name__} is not JSON data")
+MAX_DEPTH = 100  # nesting a form or script may produce; deeper data overflows the serializer's recursion
+INT_RANGE = (-2**63, 2**63 - 1)  # what a 64-bit integer holds: what other programs reading the record can take
+SERIALIZED_TYPES = (date, timedelta, Decimal, UUID)  # what the serializer registry stores beside JSON (dates,
+# datetimes, durations, decimals, UUIDs): script results may hold them, submitted JSON cannot
+
+
+def check_data(data: Any, path: str = "", *, allow: tuple[type, ...] = ()) -> None:
+    """Refuse data that SQLite and PostgreSQL would not store alike, or SpiffWorkflow would store but not load:
+    a NUL character or a lone surrogate in any text or key, NaN or Infinity, an integer beyond 64 bits, nesting
+    deeper than MAX_DEPTH (or data that contains itself), a `typename` key, non-string keys, non-JSON values.
+    The error names the key path (`team[2].name`) below `path`. Values produced by scripts may also be of the
+    types the serializer stores: pass `allow=SERIALIZED_TYPES`."""
+    _check(data, path, allow, 0, set())
+
+
+def _where(path: str) -> str:
+    """The path for a message: deep paths keep their two ends."""
+    if not path:
+        return "the data"
+    return path if len(path) <= 120 else f"{path[:50]}...{path[-50:]}"
+
+
+def _member(path: str, key: str) -> str:
+    plain = key and key.isprintable() and not any(c in key for c in ".[]'\" ")
+    return f"{path}.{key}" if plain and path else key if plain else f"{path}[{key!r}]"
+
+
+def _check(data: Any, path: str, allow: tuple[type, ...], depth: int, within: set[int]) -> None:
+    if isinstance(data, dict | list):
+        if id(data) in within:
+            raise InvalidInput(f"{_where(path)}: the value contains itself, which cannot be stored")
+        if depth >= MAX_DEPTH:
+            raise InvalidInput(f"{_where(path)}: nested more than {MAX_DEPTH} levels deep")
+        within.add(id(data))
+        if isinstance(data, dict):
+            for key, value in data.items():
+                _check(value, _check_key(key, path), allow, depth + 1, within)
+        else:
+            for i, value in enumerate(data):
+                _check(value, f"{path}[{i}]", allow, depth + 1, within)
+        within.discard(id(data))
+    elif isinstance(data, str):
+        problem = limits.text_problem(data)
+        if problem:
+            raise InvalidInput(f"{_where(path)}: the text {problem}")
+    elif isinstance(data, bool) or data is None:
+        pass
+    elif isinstance(data, int):
+        if not INT_RANGE[0] <= data <= INT_RANGE[1]:
+            shown = str(data) if data.bit_length() <= 128 else f"an integer of {data.bit_length()} bits"
+            raise InvalidInput(f"{_where(path)}: {shown} is beyond the 64-bit integer range "
+                               f"({INT_RANGE[0]} to {INT_RANGE[1]})")
+    elif isinstance(data, float):
+        if not math.isfinite(data):
+            raise InvalidInput(f"{_where(path)}: {data} is not a finite number")
+    elif allow and isinstance(data, allow):
+        if isinstance(data, Decimal) and not data.is_finite():
+            raise InvalidInput(f"{_where(path)}: {data} is not a finite number")
+    else:
+        raise InvalidInput(f"{_where(path)}: a {type(data).__name__} is not JSON data")
+
+
+def _check_key(key: Any, path: str) -> str:
+    """The path of a dict member, once its key is known to be storable."""
+    if not isinstance(key, str):
+        raise InvalidInput(f"{_where(path)}: keys must be strings, not {type(key).__name__} ({key!r:.60})")
+    member = _member(path, key)
+    problem = limits.text_problem(key)
+    if problem:
+        raise InvalidInput(f"{member}: the key {problem}")
+    if key == RESERVED_KEY:
+        raise InvalidInput(f"{member}: the key 'typename' is reserved by the workflow engine; rename it")
+    return member
