@@ -167,8 +167,12 @@ class Pmoflow:
     def verify(self, instance_id: int | str | None = None) -> dict[str, Any]:
         return auditing.verify_instance(self._ctx, instance_id)
 
-    def verify_record(self, instance_id: int | str | None = None) -> dict[str, Any]:
-        return auditing.verify_record(self._ctx, instance_id)
+    def verify_record(self, instance_id: int | str | None = None, checkpoint: str | Path | None = None,
+                      archives: str | Path | None = None) -> dict[str, Any]:
+        return auditing.verify_record(self._ctx, instance_id, checkpoint, archives)
+
+    def checkpoint(self, path: str | Path) -> dict[str, Any]:
+        return auditing.checkpoint(self._ctx, path)
 
     def verify_archive(self, path: str | Path) -> dict[str, Any]:
         return auditing.verify_archive(self._ctx, path)

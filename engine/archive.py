@@ -10,12 +10,16 @@ The file is JSON Lines, UTF-8:
     {"format": "pmoflow-audit-archive", "version": 1, "archive_id": ..., "created_at": ..., "created_by": ..., ...}
     {"instance": {... the instance's row, with its chain head last_seq/last_hash ...}, "events": [{...}, ...]}
     ...
-    {"end": true, "instances": N, "events": M, "digest": "<sha256 of every line above, as bytes>"}
+    {"end": true, "instances": N, "events": M, "digest": "<sha256 of every line above, as bytes>",
+     "signature": "<HMAC of the archive id and digest under the audit key, when one is configured>"}
 
 Each event keeps every field its hash covers, so `verify_file` re-computes each instance's chain (an altered,
 removed, inserted or reordered event shows, as in the database) and the digest over the whole file (an edited
 header or instance line shows). Someone who edits the file and re-computes every hash would pass those checks;
-the digest recorded in the database when the file was written catches that, when the database is at hand.
+the signature catches that when the audit key is at hand (see engine/anchor.py), and so does the digest the
+database recorded when it wrote the file. `check_recorded` compares a file with that record (a file this
+database never wrote is reported), and `check_folder` looks for every archive the record lists in a folder
+(a missing one is reported).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from pmoflow.engine import audit, clock
+from pmoflow.engine import anchor, audit, clock
 from pmoflow.engine.errors import InvalidInput
 from pmoflow.engine.models import Event, EventFact, HumanTask, ProcessDefinition, ProcessInstance
 
@@ -78,6 +82,7 @@ def write(session: Session, path: Path, before: datetime, actor: str, database: 
               "created_at": clock.as_utc(clock.db_now()).isoformat(), "created_by": actor, "database": database,
               "before": clock.as_utc(before).isoformat(), "statuses": list(FINISHED)}
     digest, total, heads = hashlib.sha256(), 0, []
+    key = anchor.current_key(session)
     try:
         with open(path, "xb") as fh:
             for record in _records(session, header, ids):
@@ -89,7 +94,10 @@ def write(session: Session, path: Path, before: datetime, actor: str, database: 
                     heads.append({"instance_id": record["instance"]["instance_id"],
                                   "last_seq": record["instance"]["last_seq"],
                                   "last_hash": record["instance"]["last_hash"]})
-            fh.write(_line({"end": True, "instances": len(ids), "events": total, "digest": digest.hexdigest()}))
+            trailer = {"end": True, "instances": len(ids), "events": total, "digest": digest.hexdigest()}
+            if key is not None:
+                trailer["signature"] = key.mac(FORMAT, header["archive_id"], digest.hexdigest())
+            fh.write(_line(trailer))
             fh.flush()
             os.fsync(fh.fileno())
     except FileExistsError:
@@ -106,7 +114,8 @@ def write(session: Session, path: Path, before: datetime, actor: str, database: 
         session.execute(delete(ProcessInstance).where(ProcessInstance.id.in_(ids)))
         event = audit.add_archive_event(session, actor, file=Path(path).name, archive_id=header["archive_id"],
                                         digest=digest.hexdigest(), before=header["before"], instances=ids,
-                                        events=total, heads=heads)
+                                        events=total, heads=heads, signed=key is not None)
+        anchor.seal_archived(session, heads)
         session.flush()
     except BaseException:
         _remove(path)
@@ -139,9 +148,10 @@ def _as_event(record: dict[str, Any]) -> SimpleNamespace:
     return SimpleNamespace(**values)
 
 
-def verify_file(path: str | Path) -> dict[str, Any]:
+def verify_file(path: str | Path, key: anchor.Key | None = None) -> dict[str, Any]:
     """Check an archive on its own: its structure, every instance's hash chain against its recorded head, the
-    counts and the digest over the file. Returns {ok, archive_id, digest, instances, events, findings}."""
+    counts, the digest over the file and, with the audit key, its signature. Returns {ok, archive_id, digest,
+    instances, events, signed, findings}."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
@@ -156,7 +166,7 @@ def verify_file(path: str | Path) -> dict[str, Any]:
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise InvalidInput(f"{path} is not a pmoflow audit archive (its first line is not an archive header)")
-    digest, instances, events, end = hashlib.sha256(), 0, 0, None
+    digest, instances, events, end, signed = hashlib.sha256(), 0, 0, None, False
     for number, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
@@ -204,10 +214,16 @@ def verify_file(path: str | Path) -> dict[str, Any]:
             findings.append({"line": number, "instance_id": None, "seq": None,
                              "problem": f"the closing line counts {trailer.get('instances')} instances and "
                                         f"{trailer.get('events')} events; the file holds {instances} and {events}"})
+        signed = "signature" in trailer
+        if signed and key is not None and not key.matches(trailer["signature"], FORMAT, header.get("archive_id"),
+                                                          digest.hexdigest()):
+            findings.append({"line": number, "instance_id": None, "seq": None,
+                             "problem": "the archive's signature does not match its content: it was forged or "
+                                        "re-hashed, or signed with another audit key"})
     return {"ok": not findings, "file": str(path), "archive_id": header.get("archive_id"),
             "created_at": header.get("created_at"), "created_by": header.get("created_by"),
             "before": header.get("before"), "digest": digest.hexdigest(), "instances": instances,
-            "events": events, "findings": findings}
+            "events": events, "signed": signed, "findings": findings}
 
 
 def recorded(session: Session, archive_id: str | None) -> Event | None:
@@ -219,3 +235,67 @@ def recorded(session: Session, archive_id: str | None) -> Event | None:
         if (event.payload or {}).get("archive_id") == archive_id:
             return event
     return None
+
+
+def check_recorded(session: Session, result: dict[str, Any]) -> None:
+    """Compare a checked archive (`verify_file`'s result, updated in place) with this database's record of
+    writing it: a file it never wrote (foreign, or forged under a new id), a different digest, or a signature
+    that went missing are findings."""
+    event = recorded(session, result["archive_id"])
+    if event is None:
+        result["findings"].append({"line": None, "instance_id": None, "seq": None, "problem": (
+            "this database has no record of writing this archive: it is foreign, or was forged under a new id")})
+        return
+    payload = event.payload or {}
+    result["recorded"] = {"seq": event.seq, "at": clock.as_utc(event.at).isoformat(), "actor": event.actor,
+                          "digest": payload.get("digest")}
+    if payload.get("digest") != result["digest"]:
+        result["findings"].append({"line": None, "instance_id": None, "seq": None, "problem": (
+            f"the digest recorded when the archive was written (archive event {event.seq}) differs from the "
+            "file's: the file was changed since")})
+    elif payload.get("signed") and not result["signed"]:
+        result["findings"].append({"line": None, "instance_id": None, "seq": None, "problem": (
+            f"the archive was signed when it was written (archive event {event.seq}); its signature is gone")})
+
+
+def check_folder(session: Session, folder: str | Path, key: anchor.Key | None) -> list[dict[str, Any]]:
+    """Every archive the database's archive chain records must be in `folder`, unchanged; any other archive
+    there is foreign. Findings name the archive stream and the archive event."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InvalidInput(f"--archives: {folder} is not a folder")
+    findings, listed = [], set()
+    for event in session.scalars(select(Event).where(Event.stream == audit.ARCHIVE_STREAM, Event.type == "archived")
+                                 .order_by(Event.seq)):
+        name = str((event.payload or {}).get("file"))
+        listed.add(name)
+        path = folder / name
+        if not path.is_file():
+            findings.append(audit.finding(audit.ARCHIVE_STREAM, event.seq, f"archive {name} (archive event "
+                                          f"{event.seq}) is missing from {folder}"))
+            continue
+        try:
+            result = verify_file(path, key)
+        except InvalidInput as exc:
+            result = {"archive_id": None, "findings": [{"problem": exc.message}]}
+        if result["archive_id"] != (event.payload or {}).get("archive_id"):
+            problem = "it is not the archive that was written (another archive id)"
+        else:
+            check_recorded(session, result)
+            problem = result["findings"][0]["problem"] if result["findings"] else None
+        if problem:
+            findings.append(audit.finding(audit.ARCHIVE_STREAM, event.seq, f"archive {name} (archive event "
+                                          f"{event.seq}) in {folder}: {problem}"))
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name not in listed and _is_archive(p)):
+        findings.append(audit.finding(audit.ARCHIVE_STREAM, None, f"{path.name} in {folder} is an archive this "
+                                      "database never wrote (foreign, or forged)"))
+    return findings
+
+
+def _is_archive(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            header = json.loads(fh.readline(65536))
+    except (OSError, ValueError):
+        return False
+    return isinstance(header, dict) and header.get("format") == FORMAT

@@ -1,8 +1,10 @@
 """The audit log: every change as an event, each stream a hash chain an auditor can re-compute.
 
 Streams: `instance/<id>` (one per instance; the instance row keeps the chain's head), `definition/<process>` (the
-deployments of one process; each stored definition row must match its `deployed` event) and `archive` (every
-`pmoflow audit archive` that moved history out to a file).
+deployments of one process; each stored definition row must match its `deployed` event), `archive` (every
+`pmoflow audit archive` that moved history out to a file) and `organisation` (every change of users and roles).
+Each stream's head is also sealed with the audit key when one is configured (engine/anchor.py), and `check`
+re-derives the tables the engine acts on from the events (engine/coverage.py).
 
 Queries across instances answer from indexes, not from payloads read in Python: the event columns (process,
 version, instance, actor, type, task, time) are indexed, and what auditors filter on inside a payload is copied,
@@ -17,6 +19,7 @@ import itertools
 import json
 import re
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -25,7 +28,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from pmoflow.engine import clock
+from pmoflow.engine import anchor, clock
 from pmoflow.engine.errors import InvalidInput, NotFound
 from pmoflow.engine.models import (
     Event,
@@ -67,8 +70,12 @@ EVENT_TYPES: dict[str, str] = {
     "data_edit": "an administrator changed the instance's current data: reason, tasks, before, after",
     "migrated": "the instance moved to another version of its process",
     "instance_completed": "the instance reached its end: data (the final data)",
-    "deployed": "a process version was deployed: content_hash, files",
-    "archived": "completed instances' history was moved to a file: file, archive_id, digest, instances, events",
+    "deployed": "a process version was deployed: content_hash, files, spec_hash (of the serialized spec that runs)",
+    "archived": "completed instances' history was moved to a file: file, archive_id, digest, instances, events, "
+                "heads, signed (with the audit key)",
+    "organisation_loaded": "an organisation file changed users or roles: source, added, removed (name: roles, "
+                           "full_name, email, department), changed (name: before, after)",
+    "organisation_recorded": "the users and roles a database held when its organisation chain began: users",
 }
 ADMIN_TYPES = ("retry", "skip", "suspend", "resume", "terminate", "data_edit", "migrated")
 
@@ -158,12 +165,13 @@ def payload_facts(payload: Any) -> list[tuple[str, str]]:
     return found
 
 
-def facts_of(event: Event, roles: Iterable[str] = (), **derived: bool) -> list[tuple[str, str]]:
+def facts_of(event: Event, roles: Iterable[str] = (), limit: int | None = MAX_FACTS,
+             **derived: bool) -> list[tuple[str, str]]:
     """Everything indexed for one event: its payload facts, the actor's roles and the derived flags that are
     true (`late`, `by_starter`). Written once, with the event, in the same transaction."""
     facts = payload_facts(event.payload) + [("@role", r) for r in roles]
     facts += [(f"@{name}", "true") for name, flag in derived.items() if flag]
-    return list(dict.fromkeys(facts))[:MAX_FACTS]
+    return list(dict.fromkeys(facts))[:limit]
 
 
 def _roles(session: Session, actor: str) -> list[str]:
@@ -189,9 +197,12 @@ class InstanceLog:
 
     def __init__(self, session: Session, instance: ProcessInstance, actor: str) -> None:
         self.session, self.instance, self.actor = session, instance, actor
+        anchor.track(session, instance=instance)
 
     def add(self, type_: str, task: Any = None, actor: str | None = None, **payload: Any) -> Event:
         inst = self.instance
+        if clock.simulated() is not None:  # worker --now: evaluated as of then, recorded at the real time
+            payload["as_of"] = clock.simulated().isoformat()
         event = Event(
             stream=f"instance/{inst.id}", seq=inst.last_seq + 1, instance_id=inst.id, process_id=inst.process_id,
             process_version=inst.version, at=clock.db_now(), actor=actor or self.actor, type=type_,
@@ -207,7 +218,12 @@ class InstanceLog:
 
 def add_definition_event(session: Session, process_id: str, version: int, actor: str, type_: str,
                          **payload: Any) -> Event:
-    """Deployments of one process form their own chain."""
+    """Deployments of one process form their own chain. A `deployed` event also holds the hash of the stored,
+    serialized spec (what actually runs), so a spec edited in the database shows against it."""
+    if type_ == "deployed":
+        spec = session.scalar(select(ProcessDefinition.spec).where(ProcessDefinition.process_id == process_id,
+                                                                    ProcessDefinition.version == version))
+        payload["spec_hash"] = anchor.spec_hash(spec or "")
     return _add_stream_event(session, f"definition/{process_id}", process_id, version, actor, type_, **payload)
 
 
@@ -221,6 +237,7 @@ def _add_stream_event(session: Session, stream: str, process_id: str, version: i
                   payload=to_json_data(payload), prev_hash=last.hash if last else "")
     _append(session, event)
     _index(session, event)
+    anchor.track(session, stream=stream)
     return event
 
 
@@ -230,6 +247,47 @@ ARCHIVE_STREAM = "archive"
 def add_archive_event(session: Session, actor: str, **payload: Any) -> Event:
     """Moving history out of the database is itself recorded, in the `archive` chain."""
     return _add_stream_event(session, ARCHIVE_STREAM, "", 0, actor, "archived", **payload)
+
+
+ORGANISATION_STREAM = "organisation"
+
+
+def people_of(session: Session) -> dict[str, dict[str, Any]]:
+    """Today's users, as the organisation chain records them."""
+    return {u.name: {"roles": u.role_names, "full_name": u.full_name, "email": u.email, "department": u.department}
+            for u in session.scalars(select(User))}
+
+
+@contextmanager
+def organisation_change(session: Session, actor: str, source: str) -> Iterator[None]:
+    """Record what the body changes in users and roles as an `organisation_loaded` event (before and after of
+    each user) in the `organisation` chain; nothing when nothing changed. A database whose chain is empty but
+    that holds users (made before the chain existed) first records them as they were."""
+    before = people_of(session)
+    if before and session.scalar(select(Event.id).where(Event.stream == ORGANISATION_STREAM).limit(1)) is None:
+        _add_stream_event(session, ORGANISATION_STREAM, "", 0, actor, "organisation_recorded", users=before)
+    yield
+    session.flush()
+    session.info.pop("pmoflow_roles", None)  # the roles facts of later events are the new roles
+    after = people_of(session)
+    change = {"added": {n: p for n, p in after.items() if n not in before},
+              "removed": {n: p for n, p in before.items() if n not in after},
+              "changed": {n: {"before": before[n], "after": p} for n, p in after.items()
+                          if n in before and before[n] != p}}
+    if any(change.values()):
+        _add_stream_event(session, ORGANISATION_STREAM, "", 0, actor, "organisation_loaded", source=source, **change)
+
+
+def organisation_after(people: dict[str, Any], type_: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The users after one event of the organisation chain (replaying the chain gives today's users)."""
+    if type_ == "organisation_recorded":
+        return dict(payload.get("users") or {})
+    people = dict(people)
+    for name in payload.get("removed") or {}:
+        people.pop(name, None)
+    people.update(payload.get("added") or {})
+    people.update({name: change.get("after") for name, change in (payload.get("changed") or {}).items()})
+    return people
 
 
 def history(session: Session, instance_id: int) -> list[Event]:
@@ -271,74 +329,91 @@ def definition_content_hash(sources: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
-def _finding(stream: str, seq: int | None, problem: str) -> dict[str, Any]:
+def finding(stream: str, seq: int | None, problem: str) -> dict[str, Any]:
     kind, _, rest = stream.partition("/")
     return {"stream": stream, "kind": kind, "instance_id": int(rest) if kind == "instance" else None,
             "process_id": rest if kind == "definition" else None, "seq": seq, "problem": problem}
 
 
-_EVENT_COLUMNS = (Event.stream, Event.seq, Event.instance_id, Event.process_id, Event.process_version, Event.at,
-                  Event.actor, Event.type, Event.task_bpmn_id, Event.task_name, Event.payload, Event.prev_hash,
-                  Event.hash)
+_EVENT_COLUMNS = (Event.id, Event.stream, Event.seq, Event.instance_id, Event.process_id, Event.process_version,
+                  Event.at, Event.actor, Event.type, Event.task_bpmn_id, Event.task_name, Event.payload,
+                  Event.prev_hash, Event.hash)
 
 
-def check(session: Session, instance_id: int | None = None, process_id: str | None = None) -> list[dict[str, Any]]:
+def check(session: Session, instance_id: int | None = None, process_id: str | None = None,
+          checkpoint: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Re-compute the hash chains: every instance's (or one instance's, or one process's instances'), the
-    deployment chains of the processes concerned, and the archive chain. One finding per broken chain, with
-    its stream, kind (instance, definition, archive), instance id or process id, the first bad seq, and the
-    problem. Rows are streamed in chain order, one chain in memory at a time."""
-    query = select(*_EVENT_COLUMNS).order_by(Event.stream, Event.seq)
+    deployment chains of the processes concerned, and the archive and organisation chains; then what
+    `coverage.Coverage` re-derives from them (facts, tasks, users and roles, seals, a `checkpoint` from
+    `anchor.read_checkpoint`). One finding per stream, with its stream, kind (instance, definition, archive,
+    organisation, anchor, checkpoint), instance id or process id, the first bad seq, and the problem. Rows are
+    streamed in chain order, one chain in memory at a time."""
+    from pmoflow.engine.coverage import Coverage  # it builds on this module
+
+    where = None
     instances = select(ProcessInstance.id, ProcessInstance.last_seq, ProcessInstance.last_hash,
                        ProcessInstance.process_id)
     definitions = select(ProcessDefinition.process_id, ProcessDefinition.version, ProcessDefinition.content_hash,
-                         ProcessDefinition.sources)
+                         ProcessDefinition.sources, ProcessDefinition.spec)
     if instance_id is not None:
         process_id = session.scalar(select(ProcessInstance.process_id).where(ProcessInstance.id == instance_id))
-        query = query.where(or_(Event.instance_id == instance_id, Event.stream == f"definition/{process_id}"))
+        where = or_(Event.instance_id == instance_id, Event.stream == f"definition/{process_id}")
         instances = instances.where(ProcessInstance.id == instance_id)
         definitions = definitions.where(ProcessDefinition.process_id == process_id)
     elif process_id is not None:
-        query = query.where(Event.process_id == process_id)
+        where = Event.process_id == process_id
         instances = instances.where(ProcessInstance.process_id == process_id)
         definitions = definitions.where(ProcessDefinition.process_id == process_id)
     heads = {f"instance/{i}": (seq, digest) for i, seq, digest, _ in session.execute(instances)}
-    deployed: dict[str, dict[int, tuple[str, dict[str, str]]]] = {}
-    for pid, version, content_hash, sources in session.execute(definitions):
-        deployed.setdefault(f"definition/{pid}", {})[version] = (content_hash, sources)
+    deployed: dict[str, dict[int, tuple[str, dict[str, str], str]]] = {}
+    for pid, version, content_hash, sources, spec in session.execute(definitions):
+        deployed.setdefault(f"definition/{pid}", {})[version] = (content_hash, sources, spec)
+    cover = Coverage(session, where, instance_id, process_id, checkpoint)
+    query = select(*_EVENT_COLUMNS).order_by(Event.stream, Event.seq)
     findings, seen = [], set()
-    rows = session.connection().execution_options(yield_per=5000).execute(query)
+    rows = session.execute((query if where is None else query.where(where)).execution_options(yield_per=5000))
     for stream, chain in itertools.groupby(rows, key=lambda row: row.stream):
         events = list(chain)
         seen.add(stream)
-        findings += _check_chain(stream, events, heads, deployed.get(stream))
+        found = _check_chain(stream, events, heads, deployed.get(stream))
+        findings += found
+        cover.chain(stream, events, intact=not found)
     for stream in sorted((set(heads) | set(deployed)) - seen):
         findings += _check_chain(stream, [], heads, deployed.get(stream))
+    broken = {f["stream"] for f in findings}
+    for stream, seq, problem in cover.finish():
+        if stream not in broken:
+            broken.add(stream)
+            findings.append(finding(stream, seq, problem))
     return sorted(findings, key=lambda f: (f["kind"], f["instance_id"] or 0, f["process_id"] or "", f["stream"]))
 
 
 def _check_chain(stream: str, events: list[Any], heads: dict[str, tuple[int, str]],
-                 versions: dict[int, tuple[str, dict[str, str]]] | None) -> list[dict[str, Any]]:
+                 versions: dict[int, tuple[str, dict[str, str], str]] | None) -> list[dict[str, Any]]:
     kind = stream.partition("/")[0]
     if kind == "instance" and stream not in heads:
-        return [_finding(stream, None, "events remain for an instance that is no longer in the database "
+        return [finding(stream, None, "events remain for an instance that is no longer in the database "
                                        "(its row was deleted outside pmoflow)")]
     problem = check_stream(events, heads.get(stream) if kind == "instance" else None)
     if problem:
-        return [_finding(stream, *problem)]
+        return [finding(stream, *problem)]
     if kind != "definition":
         return []
     found = []
-    recorded = {e.process_version: (e.seq, (e.payload or {}).get("content_hash")) for e in events
-                if e.type == "deployed"}
-    for version, (content_hash, sources) in sorted((versions or {}).items()):
+    recorded = {e.process_version: (e.seq, (e.payload or {}).get("content_hash"), (e.payload or {}).get("spec_hash"))
+                for e in events if e.type == "deployed"}
+    for version, (content_hash, sources, spec) in sorted((versions or {}).items()):
         if definition_content_hash(sources) != content_hash:
-            found.append(_finding(stream, recorded.get(version, (None,))[0],
+            found.append(finding(stream, recorded.get(version, (None,))[0],
                                   f"the stored files of version {version} were changed after deployment"))
         elif version not in recorded:
-            found.append(_finding(stream, None, f"version {version} has no deployment event (removed?)"))
+            found.append(finding(stream, None, f"version {version} has no deployment event (removed?)"))
         elif recorded[version][1] != content_hash:
-            found.append(_finding(stream, recorded[version][0],
+            found.append(finding(stream, recorded[version][0],
                                   f"version {version} does not match its deployment event (content hash differs)"))
+        elif recorded[version][2] not in (None, anchor.spec_hash(spec)):
+            found.append(finding(stream, recorded[version][0], f"the stored spec of version {version} (what runs) "
+                                  "was changed after deployment: it no longer matches its deployment event"))
     return found[:1]
 
 

@@ -219,3 +219,20 @@ class Notification(Base):
     via_role: Mapped[str | None] = mapped_column(String(120), nullable=True)
     created_at: Mapped[datetime] = mapped_column()
     delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class AuditSeal(Base):
+    """The head of one audit stream as last sealed with the audit key (kept outside the database), so that a
+    record re-hashed with database access alone no longer matches; see `pmoflow.engine.anchor`.
+
+    `digest` binds what else decides behaviour to the head: an instance's state, status and definition, or a
+    process's stored specs. Rows under `anchor/` are the anchor's own: `anchor/key` (which key, since when) and
+    `anchor/register` (how many instance streams were ever sealed, so a deleted instance shows)."""
+
+    __tablename__ = "audit_seals"
+
+    stream: Mapped[str] = mapped_column(String(220), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str] = mapped_column(String(64))

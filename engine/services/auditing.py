@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from pmoflow.engine import audit, clock
+from pmoflow.engine import anchor, audit
 from pmoflow.engine.errors import DatabaseUnavailable, InvalidInput, NotFound
 from pmoflow.engine.models import ProcessInstance
 from pmoflow.engine.services.context import ADMINISTRATOR, Context, authorised, instance_row, int_id
@@ -66,17 +66,37 @@ def verify_instance(ctx: Context, instance_id: int | str | None = None) -> dict[
         return {"ok": not findings, "checked_events": audit.count(session, instance_id), "findings": findings}
 
 
-def verify_record(ctx: Context, instance_id: int | str | None = None) -> dict[str, Any]:
+def verify_record(ctx: Context, instance_id: int | str | None = None, checkpoint: str | Path | None = None,
+                  archives: str | Path | None = None) -> dict[str, Any]:
     """Re-compute the hash chains of every instance (or one), the deployment chains of the processes
-    concerned (each stored version must match its `deployed` event) and the archive chain; findings name
-    the stream, kind, instance or process, and the first bad seq."""
+    concerned (each stored version must match its `deployed` event) and the archive chain; re-derive what the
+    engine acts on from them, and check the seals when the audit key is at hand (engine/coverage.py,
+    anchor.py). With `checkpoint`, every stream must extend it; with `archives`, every recorded archive must be
+    in that folder, unchanged. Findings name the stream, kind, instance or process, and the first bad seq;
+    `anchoring` says whether the seals were checked."""
+    from pmoflow.engine import archive
+
+    if archives is not None and instance_id is not None:
+        raise InvalidInput("--archives checks the whole record: give it without an INSTANCE")
+    saved = anchor.read_checkpoint(checkpoint) if checkpoint is not None else None
     ctx.db.check_schema()
     with ctx.tx() as session:
         if instance_id is not None:
             instance_id = known_instance(session, instance_id).id
-        findings = audit.check(session, instance_id)
+        findings = audit.check(session, instance_id, checkpoint=saved)
+        if archives is not None:
+            findings += archive.check_folder(session, archives, anchor.find_key(ctx.db.url)[0])
         checked = audit.count(session, instance_id)
-        return {"ok": not findings, "checked_events": checked, "findings": findings}
+        return {"ok": not findings, "checked_events": checked, "findings": findings,
+                "anchoring": anchor.status(session)}
+
+
+def checkpoint(ctx: Context, path: str | Path) -> dict[str, Any]:
+    """Export every stream's head, signed with the audit key, to a new file an auditor keeps; `verify_record`
+    with that file then reports any stream that no longer extends it."""
+    ctx.db.check_schema()
+    with ctx.tx() as session:
+        return anchor.write_checkpoint(session, path, ctx.db.safe_url)
 
 
 def known_instance(session: Session, instance_id: int | str) -> ProcessInstance:
@@ -95,22 +115,12 @@ def verify_archive(ctx: Context, path: str | Path) -> dict[str, Any]:
     record of writing it when the database is at hand: a file edited and re-hashed shows there."""
     from pmoflow.engine import archive
 
-    result = archive.verify_file(path)
+    result = archive.verify_file(path, anchor.find_key(ctx.db.url)[0])
     result["recorded"] = None
     try:
         ctx.db.check_schema()
         with ctx.tx() as session:
-            event = archive.recorded(session, result["archive_id"])
-            if event is None:
-                result["note"] = "this database has no record of writing this archive"
-            else:
-                result["recorded"] = {"seq": event.seq, "at": clock.as_utc(event.at).isoformat(),
-                                      "actor": event.actor, "digest": event.payload.get("digest")}
-                if event.payload.get("digest") != result["digest"]:
-                    result["findings"].append({
-                        "line": None, "instance_id": None, "seq": None,
-                        "problem": f"the digest recorded when the archive was written (archive event "
-                                   f"{event.seq}) differs from the file's: the file was changed since"})
+            archive.check_recorded(session, result)
     except DatabaseUnavailable:
         result["note"] = "no database at hand: the file was checked on its own"
     result["ok"] = not result["findings"]

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pmoflow.engine import organisation
+from pmoflow.engine import anchor, audit, organisation
 from pmoflow.engine.errors import InvalidInput
 from pmoflow.engine.library import default_organisation
 from pmoflow.engine.models import User, UserRole
@@ -27,16 +27,19 @@ def init(ctx: Context, org: str | Path | None = None) -> dict[str, Any]:
     if not any(ADMINISTRATOR in person.roles for person in people.people):
         raise InvalidInput(f"{people.source}: nobody holds the role {ADMINISTRATOR}: name at least "
                            "one, or nobody could deploy, repair or reload the organisation")
+    audit_key = anchor.prepare_key(ctx.db.url)  # the key file first: beside the database, or where configured
     ctx.db.upgrade()
     with ctx.tx() as session:
         actor = INSTALLER
         if session.scalar(select(User.name).limit(1)) is not None:
             actor = authorised(ctx, session, "loading the organisation", ADMINISTRATOR).name
-        load_people(session, people)
+        audit_key["sealed"] = anchor.seal(session)  # a record not sealed yet is sealed from now on
+        with audit.organisation_change(session, actor, people.source):
+            load_people(session, people)
     folders = [folder for library in ctx.libraries for folder in library.process_dirs]
     deployed = designer.deploy_as(ctx, folders, actor) if folders else []
     return {"database": ctx.db.safe_url, "users": len(people.people), "organisation": people.source,
-            "processes": deployed}
+            "processes": deployed, "audit_key": audit_key}
 
 
 def load_people(session: Session, org: organisation.Organisation) -> None:

@@ -11,8 +11,8 @@ import pmoflow.engine.api as api
 from pmoflow.engine.api import Pmoflow
 
 PUBLIC = [
-    "archive", "audit_events", "claim", "close", "complete", "db", "delegate", "deploy", "diagram", "diff",
-    "edit_data", "handlers", "history", "init", "instances", "message", "messages", "migrate", "migrate_all",
+    "archive", "audit_events", "checkpoint", "claim", "close", "complete", "db", "delegate", "deploy", "diagram",
+    "diff", "edit_data", "handlers", "history", "init", "instances", "message", "messages", "migrate", "migrate_all",
     "notifications", "process_report", "processes", "report", "resume", "retry", "run_due", "schedules", "show",
     "skip", "start", "suspend", "task", "tasks", "terminate", "test", "unclaim", "user", "users", "validate",
     "verify", "verify_archive", "verify_record",
