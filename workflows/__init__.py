@@ -1,38 +1,36 @@
-"""The PMO's Python task handlers, one module per process, registered by service-operator name.
+"""The PMO's Python task handlers, one module per operator prefix, registered with ``@handler``.
 
-A BPMN service task names its handler with ``<spiffworkflow:serviceTaskOperator id="...">``; the engine
-looks the id up in :data:`HANDLERS` and calls the function with the evaluated parameters as keyword
-arguments. Handlers are plain functions: no database, no engine imports.
+A BPMN service task names its handler with ``<spiffworkflow:serviceTaskOperator id="gate.load_checklist">``: the
+function ``load_checklist`` of ``gate.py``. The engine looks the id up in :data:`HANDLERS` and calls the function
+with the evaluated parameters as keyword arguments. Handlers are plain functions: no database, no engine imports;
+policy they apply (checklists, ladders, day offsets) is read from ``data/*.json``.
 """
 
-from . import capa, internal_audit, process_improvement, project_closure, quality_gate
-from .project_initiation import create_project, notify, register_request, search_lessons
+from importlib import resources
+from pathlib import Path
 
-HANDLERS = {
-    "initiation.register_request": register_request,
-    "initiation.search_lessons": search_lessons,
-    "initiation.create_project": create_project,
-    "initiation.notify": notify,
-    "audit.register_audit": internal_audit.register_audit,
-    "audit.check_independence": internal_audit.check_independence,
-    "audit.notify": internal_audit.notify,
-    "audit.send_report": internal_audit.send_report,
-    "audit.close_audit": internal_audit.close_audit,
-    "capa.open": capa.open_capa,
-    "capa.escalate": capa.escalate,
-    "gate.load_checklist": quality_gate.load_checklist,
-    "gate.check_baseline": quality_gate.check_baseline,
-    "gate.metrics_snapshot": quality_gate.metrics_snapshot,
-    "gate.open_next_stage": quality_gate.open_next_stage,
-    "closure.archive_baseline": project_closure.archive_baseline,
-    "closure.release_staff": project_closure.release_staff,
-    "closure.notify": project_closure.notify,
-    "closure.publish_lessons": project_closure.publish_lessons,
-    "closure.close_project": project_closure.close_project,
-    "pip.register": process_improvement.register,
-    "pip.notify": process_improvement.notify,
-    "pip.request_baseline": process_improvement.request_baseline,
-    "pip.close": process_improvement.close,
-}
+from pmoflow.engine.handlers import collect
+from pmoflow.engine.library import Library
 
-__all__ = ["HANDLERS"]
+from . import audit, capa, closure, deprecated, gate, initiation, notifications, pip
+
+#: Every ``@handler`` of the library's modules by operator id (``gate.load_checklist`` is ``gate.py``'s
+#: ``load_checklist``); ``deprecated`` keeps the ids of earlier releases that deployed versions still call.
+HANDLERS = collect(audit, capa, closure, gate, initiation, notifications, pip, deprecated)
+
+
+
+def library() -> Library:
+    """The PMO process library as the engine finds it (entry point `pmoflow.libraries`: `pmo`)."""
+    from .demo import run_demo
+
+    return Library(name="pmo", handlers=HANDLERS, process_dirs=(_packaged("pmoflow.bpmn"),),
+                   form_dirs=(_packaged("pmoflow.forms"),),
+                   organisation=_packaged("pmoflow.workflows") / "demo-organisation.toml", demo=run_demo)
+
+
+def _packaged(package: str) -> Path:
+    return Path(str(resources.files(package)))
+
+
+__all__ = ["HANDLERS", "library"]

@@ -3,18 +3,21 @@
 Plain functions of keyword arguments returning JSON data; they never touch the database or the engine (the
 engine gives them no organisation lookup either: what they check is what the task data says). A handler that
 raises puts the instance in error with its message, which is how :func:`close_audit` refuses to close an audit
-while a corrective action is still open.
+while a corrective action is still open. The programme's rules (clauses to cover, when an audit starts) are policy,
+read from ``data/audit_programme.json``; how often each audit runs is the AuditFrequency table.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import uuid
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
-from pmoflow.workflows.notifications import queued, recipients
+from pmoflow.engine.handlers import handler, new_id, today
+
+from . import policy
+from .capa import contract_finding
 
 #: Roles of an audit team member (ISO 19011 5.4.2: lead auditor, auditors, technical experts).
 TEAM_ROLES = ("Lead auditor", "Auditor", "Technical expert")
@@ -22,24 +25,21 @@ TEAM_ROLES = ("Lead auditor", "Auditor", "Technical expert")
 GRADES = ("Major", "Minor", "OFI")
 
 
-def _today(on: str | None) -> date:
-    return date.fromisoformat(on) if on else date.today()
-
-
 def _norm(text: Any) -> str:
     return " ".join(str(text or "").split()).casefold()
 
 
+@handler
 def register_audit(audited_process: str, audited_department: str, planned_date: str,
                    registered_on: str | None = None) -> dict[str, str]:
     """Give a new internal audit its record id: ``AUD-<planned year>-<6 hex>``."""
     if not _norm(audited_process) or not _norm(audited_department):
         raise ValueError("an audit needs the audited process and its department")
     planned = date.fromisoformat(planned_date)
-    return {"auditId": f"AUD-{planned:%Y}-{uuid.uuid4().hex[:6].upper()}",
-            "registeredOn": _today(registered_on).isoformat()}
+    return {"auditId": new_id(f"AUD-{planned:%Y}"), "registeredOn": today(registered_on).isoformat()}
 
 
+@handler
 def check_independence(team: list[dict[str, Any]], audited_department: str, auditee: str,
                        auditee_manager: str = "", checked_on: str | None = None) -> dict[str, Any]:
     """Segregation of duties for an audit team (ISO 9001 9.2.2 c, ISO 19011 4 b: objectivity and impartiality).
@@ -79,26 +79,15 @@ def check_independence(team: list[dict[str, Any]], audited_department: str, audi
         "auditedDepartment": audited_department,
         "team": [{"user": str(m.get("user", "")).strip(), "department": m.get("department", ""),
                   "role": m.get("role", "")} for m in team],
-        "checkedOn": _today(checked_on).isoformat(),
+        "checkedOn": today(checked_on).isoformat(),
     }
-
-
-def notify(subject: str, task: str, users: list[str] | None = None,
-           recipients_role: str | list[str] | None = None) -> dict[str, Any]:
-    """Build a notification record for the engine to deliver, to named users and/or every holder of roles.
-
-    Blank names and duplicates are dropped; at least one recipient (user or role) is required. ``task`` is
-    the BPMN id of the task the notification is about.
-    """
-    roles = [recipients_role] if isinstance(recipients_role, str) else recipients_role
-    named, held = recipients(users, roles)
-    return queued(recipientsRole=held, recipientsUsers=named, subject=subject, task=task)
 
 
 def _counts(findings: list[dict[str, Any]]) -> dict[str, int]:
     return {grade: sum(1 for f in findings if f.get("grade") == grade) for grade in GRADES}
 
 
+@handler
 def send_report(audit_id: str, audited_process: str, summary: str, conclusion: str,
                 findings: list[dict[str, Any]], distribution: list[str],
                 sent_on: str | None = None) -> dict[str, Any]:
@@ -117,11 +106,12 @@ def send_report(audit_id: str, audited_process: str, summary: str, conclusion: s
         "summary": summary,
         "findingCounts": _counts(findings),
         "sentTo": list(dict.fromkeys(recipients)),
-        "sentOn": _today(sent_on).isoformat(),
+        "sentOn": today(sent_on).isoformat(),
         "status": "sent",
     }
 
 
+@handler
 def close_audit(audit_id: str, findings: list[dict[str, Any]], capa_results: list[dict[str, Any]],
                 closed_on: str | None = None) -> dict[str, Any]:
     """Close the audit and lock its records: only when every Major and Minor finding has a closed CAPA.
@@ -139,9 +129,97 @@ def close_audit(audit_id: str, findings: list[dict[str, Any]], capa_results: lis
                          sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return {
         "auditId": audit_id,
-        "closedOn": _today(closed_on).isoformat(),
+        "closedOn": today(closed_on).isoformat(),
         "findingCounts": _counts(findings),
         "capaClosed": len(closed),
         "recordsLocked": True,
         "recordsHash": hashlib.sha256(records.encode("utf-8")).hexdigest(),
+    }
+
+
+def _month_start(month: str, offset: int) -> date:
+    """The 1st of the month ``offset`` months after ``month`` ("YYYY-MM")."""
+    index = int(month[:4]) * 12 + int(month[5:7]) - 1 + offset
+    return date(index // 12, index % 12 + 1, 1)
+
+
+@handler
+def plan_programme(audits: list[dict[str, Any]], frequencies: list[dict[str, Any]], programme_id: str,
+                   programme_year: int) -> dict[str, Any]:
+    """The year's audits and the programme's coverage check (ISO 9001 9.2.2 a).
+
+    Each audit runs ``auditsThisCycle`` times, ``intervalMonths`` apart from its planned month (its AuditFrequency
+    result, ``frequencies[i]`` for ``audits[i]``), on the 1st of the month, numbered ``<programme>-01``, -02 ...
+    in order. Each starts ``startDaysBefore`` days before its date at ``startTime`` (``startAt``, a timer's ISO
+    time). ``error`` names the required clauses no audit covers and audits planned outside the programme's year."""
+    rules = policy.load("audit_programme")
+    if len(frequencies) != len(audits):
+        raise ValueError(f"{len(audits)} audit(s) but {len(frequencies)} AuditFrequency result(s)")
+    planned = []
+    for audit, frequency in zip(audits, frequencies, strict=True):
+        for k in range(frequency["auditsThisCycle"]):
+            day = _month_start(audit["plannedMonth"], k * frequency["intervalMonths"])
+            start = day - timedelta(days=rules["startDaysBefore"])
+            planned.append({
+                **{key: audit[key] for key in ("process", "department", "auditee", "auditeeManager", "clauses",
+                                               "criteria", "method")},
+                "occurrence": k + 1, "frequency": frequency["frequency"], "basis": frequency["basis"],
+                "plannedDate": day.isoformat(), "startAt": f"{start.isoformat()}T{rules['startTime']}",
+            })
+    planned = [{**p, "auditNo": f"{programme_id}-{n:02d}"} for n, p in enumerate(planned, start=1)]
+    covered = sorted({int(c.split(".")[0]) for a in audits for c in a["clauses"]})
+    missing = [c for c in rules["requiredClauses"] if c not in covered]
+    outside = [f"{a['process']} ({a['plannedMonth']})" for a in audits if a["plannedMonth"][:4] != str(programme_year)]
+    problems = []
+    if missing:
+        clauses = ", ".join(str(c) for c in missing)
+        required = ", ".join(str(c) for c in rules["requiredClauses"])
+        problems.append(f"ISO 9001 clause(s) {clauses} not covered by any audit: every clause of {required} must be "
+                        "audited within the cycle.")
+    if outside:
+        problems.append(f"Planned outside {programme_year}: {', '.join(outside)}.")
+    return {"plannedAudits": planned, "coveredClauses": covered, "missingClauses": missing,
+            "error": " ".join(problems)}
+
+
+@handler
+def audit_request(planned_audit: dict[str, Any], programme_id: str) -> dict[str, str]:
+    """The objective and scope of one planned audit of a programme, as its single audit's request states them
+    (ISO 19011 5.5.2)."""
+    process, criteria = planned_audit["process"], planned_audit["criteria"]
+    return {
+        "objective": f"Determine whether {process} conforms to {criteria} and is effectively implemented and "
+                     "maintained (ISO 9001 9.2.1).",
+        "scope": f"{process} ({planned_audit['department']}), ISO 9001 clauses {', '.join(planned_audit['clauses'])};"
+                 f" audit {planned_audit['auditNo']} of programme {programme_id}.",
+    }
+
+
+def _in_scope(clause: str, scope: list[str]) -> bool:
+    return clause.split(".")[0] in {c.split(".")[0] for c in scope}
+
+
+@handler
+def check_findings(findings: list[dict[str, Any]], evidence: list[dict[str, Any]], clauses: list[str],
+                   audit_id: str) -> dict[str, Any]:
+    """Number the findings ``<audit id>-F01``, -F02 ... in the order recorded, and check them against the evidence
+    and the scope: evidence marked NC needs a Major or Minor finding on its clause; a finding outside the audit's
+    clauses (compared by main clause) is refused. ``error`` is empty when the findings stand."""
+    numbered = [{**f, "id": f"{audit_id}-F{i:02d}"} for i, f in enumerate(findings, start=1)]
+    graded = {f["clause"] for f in numbered if f["grade"] in ("Major", "Minor")}
+    problems = [f"Evidence on clause {e['clause']} is marked NC but no Major or Minor finding is recorded on that "
+                "clause." for e in evidence if e["result"] == "NC" and e["clause"] not in graded]
+    problems += [f"Finding {f['id']} (clause {f['clause']}) is outside the audit scope." for f in numbered
+                 if not _in_scope(f["clause"], clauses)]
+    return {"findings": numbered, "error": " ".join(problems)}
+
+
+@handler
+def sort_findings(findings: list[dict[str, Any]], audit_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Each Major or Minor finding in the call contract of corrective_action (ISO 9001 10.2); each OFI an
+    improvement suggestion for process improvement."""
+    return {
+        "toCorrect": [contract_finding(f, "audit", audit_id) for f in findings if f["grade"] in ("Major", "Minor")],
+        "improvements": [{"id": f["id"], "clause": f["clause"], "description": f["description"],
+                          "sourceRef": audit_id} for f in findings if f["grade"] == "OFI"],
     }

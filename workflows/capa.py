@@ -9,11 +9,9 @@ job; ``escalate`` only builds the record.
 from __future__ import annotations
 
 import re
-import uuid
-from datetime import date
 from typing import Any
 
-from pmoflow.workflows.notifications import queued, recipients
+from pmoflow.engine.handlers import handler, new_id, today
 
 #: Grades a corrective action is opened for (an observation or OFI gets none: see pmo-processes.md 4c).
 GRADES = ("Major", "Minor")
@@ -21,14 +19,15 @@ GRADES = ("Major", "Minor")
 SOURCES = ("audit", "gate")
 #: The finding fields every caller passes (the contract of the call activity).
 FINDING_FIELDS = ("id", "grade", "clause", "requirement", "evidence", "description", "source", "sourceRef")
-#: Escalation levels of an overdue corrective action, in ladder order.
-LEVELS = ("plan-overdue", "reminder", "overdue", "management-review")
 
 
-def _today(on: str | None) -> date:
-    return date.fromisoformat(on) if on else date.today()
+def contract_finding(finding: dict[str, Any], source: str, source_ref: str) -> dict[str, Any]:
+    """A finding in the call contract of corrective_action (``capaFinding``): the fields every caller passes,
+    with where it comes from (``source``, one of :data:`SOURCES`, and the caller's reference)."""
+    return {**{f: finding[f] for f in FINDING_FIELDS[:6]}, "source": source, "sourceRef": source_ref}
 
 
+@handler("capa.open")  # not capa.open_capa: the id the process has always named
 def open_capa(finding: dict[str, Any], auditor: str, auditee: str, opened_on: str | None = None) -> dict[str, Any]:
     """Register a corrective action for one nonconformity: a readable id ``CAPA-<finding id>-<6 hex>``.
 
@@ -46,9 +45,9 @@ def open_capa(finding: dict[str, Any], auditor: str, auditee: str, opened_on: st
     if not str(auditor).strip() or not str(auditee).strip():
         raise ValueError("a corrective action needs an auditor and an auditee (user names)")
     slug = re.sub(r"[^A-Za-z0-9]+", "-", str(finding["id"])).strip("-").upper() or "NC"
-    day = _today(opened_on)
+    day = today(opened_on)
     return {
-        "capaId": f"CAPA-{slug}-{uuid.uuid4().hex[:6].upper()}",
+        "capaId": new_id(f"CAPA-{slug}"),
         "findingId": finding["id"],
         "grade": finding["grade"],
         "source": finding["source"],
@@ -58,17 +57,3 @@ def open_capa(finding: dict[str, Any], auditor: str, auditee: str, opened_on: st
         "openedOn": day.isoformat(),
     }
 
-
-def escalate(level: str, capa_id: str, subject: str, users: list[str] | None = None,
-             roles: list[str] | None = None) -> dict[str, Any]:
-    """A reminder or escalation record of an overdue corrective action, for the engine to deliver.
-
-    ``level`` is one of :data:`LEVELS`; ``management-review`` also flags the action for the next management
-    review (ISO 9001 §9.3). Recipients are the named users plus everyone holding one of ``roles``; blank
-    names and duplicates are dropped, and there must be at least one recipient.
-    """
-    if level not in LEVELS:
-        raise ValueError(f"unknown escalation level {level!r}; expected one of {', '.join(LEVELS)}")
-    named, held = recipients(users, roles, "an escalation")
-    return queued(level=level, capaId=capa_id, subject=subject, recipientsUsers=named, recipientsRole=held,
-                  flaggedForManagementReview=level == "management-review")

@@ -3,90 +3,36 @@
 Each handler is a plain function of keyword arguments that returns JSON data. Handlers never touch the
 database or the engine. Where the catalogue's process names a system pmoflow does not have yet (the CM
 repository, the measurement repository #8, the configuration baseline process #5), the
-handler works from what the gate package reports and records the request for that process.
+handler works from what the gate package reports and records the request for that process. The gates' checklists
+and the profiles' tailoring are policy, read from ``data/gate_checklists.json`` and ``data/gate_profiles.json``.
 """
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
-#: The gates of the stage-gate model: G1 requirements ... G4 release, Gc closure (pmo-processes.md #2).
-#: Each lists its required deliverables, must-meet (knock-out) criteria, should-meet (scored 0-10) criteria
-#: and the criteria of the SQA gate audit (CMMI PPQA SP1.1/1.2). Tailor them here.
-GATES: dict[str, dict[str, Any]] = {
-    "G1": {
-        "name": "Requirements",
-        "next": "G2",
-        "deliverables": ["Project charter", "Requirements specification", "Project management plan",
-                         "Risk register", "CM plan"],
-        "mustMeet": ["Requirements approved by the customer", "Project management plan approved",
-                     "Every high risk has an owner"],
-        "shouldMeet": ["Requirements traced to objectives", "Estimates reviewed by a second estimator",
-                       "Stakeholder engagement plan in use"],
-        "auditCriteria": ["Requirements reviewed per the review procedure",
-                          "Plans follow the standard process (tailoring recorded)",
-                          "Work products under configuration management"],
-    },
-    "G2": {
-        "name": "Design",
-        "next": "G3",
-        "deliverables": ["Architecture description", "Design specification", "Test plan", "Risk register"],
-        "mustMeet": ["Design reviewed and approved", "Requirements traced to the design",
-                     "Test plan approved"],
-        "shouldMeet": ["Reuse assessed", "Performance budget allocated", "Security review done"],
-        "auditCriteria": ["Design review held per procedure with records", "Traceability matrix maintained",
-                          "Changes to baselines went through the CCB"],
-    },
-    "G3": {
-        "name": "Test readiness",
-        "next": "G4",
-        "deliverables": ["Test specification", "Build and release notes", "Defect report", "Risk register"],
-        "mustMeet": ["All planned tests specified", "No open critical defect", "Test environment ready"],
-        "shouldMeet": ["Code review coverage above 80 %", "Regression suite automated", "Test data approved"],
-        "auditCriteria": ["Peer reviews held per procedure", "Defects tracked to closure",
-                          "Build reproducible from the baseline"],
-    },
-    "G4": {
-        "name": "Release",
-        "next": "Gc",
-        "deliverables": ["Test report", "User documentation", "Release notes", "Deployment plan"],
-        "mustMeet": ["Acceptance tests passed", "No open critical or major defect", "Rollback plan tested"],
-        "shouldMeet": ["Operations trained", "Support handover signed", "Known issues documented"],
-        "auditCriteria": ["Test results recorded against the test specification",
-                          "Release baseline audited (FCA/PCA planned)", "Customer acceptance recorded"],
-    },
-    "Gc": {
-        "name": "Closure",
-        "next": "",
-        "deliverables": ["Acceptance document", "Final report", "Lessons learned"],
-        "mustMeet": ["Customer acceptance signed", "Open risks and issues transferred or closed"],
-        "shouldMeet": ["Lessons learned workshop held", "Final metrics submitted"],
-        "auditCriteria": ["Records archived per procedure", "Open NCs closed or transferred"],
-    },
-}
+from pmoflow.engine.handlers import handler, today
 
-#: Deliverables a Lite project (one gate plus closure, see charter_approval.dmn) does not have to produce.
-LITE_OMITTED = {"Stakeholder engagement plan in use", "Estimates reviewed by a second estimator",
-                "Architecture description", "Reuse assessed", "Performance budget allocated"}
-#: Deliverable statuses that mean the deliverable is under configuration control.
+from . import policy
+from .capa import contract_finding
+
+#: Deliverable statuses that mean the deliverable is under configuration control (the gate package form's enum).
 CONTROLLED = {"Approved", "Baselined"}
 
 
-def _today(on: str | None) -> date:
-    return date.fromisoformat(on) if on else date.today()
-
-
+@handler
 def load_checklist(gate_id: str, gate_profile: str) -> dict[str, Any]:
-    """The checklist of one gate after tailoring to the project's gate profile (Full, Standard or Lite)."""
-    if gate_id not in GATES:
-        raise ValueError(f"unknown gate {gate_id!r}; expected one of {', '.join(GATES)}")
-    if gate_profile not in ("Full", "Standard", "Lite"):
-        raise ValueError(f"unknown gate profile {gate_profile!r}; expected Full, Standard or Lite")
-    gate = GATES[gate_id]
+    """The checklist of one gate (``data/gate_checklists.json``) after tailoring to the project's gate profile
+    (``data/gate_profiles.json``: the deliverables and should-meet criteria the profile leaves out)."""
+    gates, profiles = policy.load("gate_checklists"), policy.load("gate_profiles")
+    if gate_id not in gates:
+        raise ValueError(f"unknown gate {gate_id!r}; expected one of {', '.join(gates)}")
+    if gate_profile not in profiles:
+        raise ValueError(f"unknown gate profile {gate_profile!r}; expected one of {', '.join(profiles)}")
+    gate, tailored_out = gates[gate_id], set(profiles[gate_profile]["tailoredOut"])
 
     def tailor(items: list[str]) -> list[str]:
-        return [i for i in items if gate_profile != "Lite" or i not in LITE_OMITTED]
+        return [i for i in items if i not in tailored_out]
 
     return {
         "gateId": gate_id,
@@ -100,6 +46,7 @@ def load_checklist(gate_id: str, gate_profile: str) -> dict[str, Any]:
     }
 
 
+@handler
 def check_baseline(project_id: str, gate_id: str, deliverables: list[dict[str, Any]],
                    required: list[str] | None = None) -> dict[str, Any]:
     """The configuration engineer's check: the gate's baseline tag exists and no change is unauthorised.
@@ -129,6 +76,7 @@ def check_baseline(project_id: str, gate_id: str, deliverables: list[dict[str, A
     }
 
 
+@handler
 def metrics_snapshot(spi: float, cpi: float, open_risks: dict[str, int], high_risks_without_response: int,
                      open_defects: dict[str, int], should_meet: list[dict[str, Any]],
                      taken_on: str | None = None) -> dict[str, Any]:
@@ -150,10 +98,11 @@ def metrics_snapshot(spi: float, cpi: float, open_risks: dict[str, int], high_ri
         "openRisks": dict(open_risks),
         "highRisksWithoutResponse": high_risks_without_response,
         "openDefects": dict(open_defects),
-        "takenOn": _today(taken_on).isoformat(),
+        "takenOn": today(taken_on).isoformat(),
     }
 
 
+@handler
 def open_next_stage(project_id: str, gate_id: str, decision: str, baseline_tag: str,
                     conditions: list[dict[str, Any]] | None = None, opened_on: str | None = None) -> dict[str, Any]:
     """After GO or CONDITIONAL_GO: open the next stage, release its budget tranche and ask configuration
@@ -161,13 +110,14 @@ def open_next_stage(project_id: str, gate_id: str, decision: str, baseline_tag: 
     CONDITIONAL_GO become tracked action items."""
     if decision not in ("GO", "CONDITIONAL_GO"):
         raise ValueError(f"the next stage opens on GO or CONDITIONAL_GO, not {decision!r}")
-    if gate_id not in GATES:
+    gates = policy.load("gate_checklists")
+    if gate_id not in gates:
         raise ValueError(f"unknown gate {gate_id!r}")
-    day = _today(opened_on)
+    day = today(opened_on)
     return {
         "projectId": project_id,
         "gateId": gate_id,
-        "stageOpened": GATES[gate_id]["next"] or "Closure",
+        "stageOpened": gates[gate_id]["next"] or "Closure",
         "budgetTrancheReleased": True,
         "baselineRequest": {"process": "configuration_baseline", "baselineTag": baseline_tag,
                             "status": "requested"},
@@ -175,3 +125,80 @@ def open_next_stage(project_id: str, gate_id: str, decision: str, baseline_tag: 
                         for c in conditions or []],
         "openedOn": day.isoformat(),
     }
+
+
+@handler
+def assess(checklist: dict[str, Any], must_meet: list[dict[str, Any]], cm_check: dict[str, Any],
+           sqa_audit: dict[str, Any], metrics: dict[str, Any], high_risks_without_response: int, gate_round: int,
+           gate_findings: list[dict[str, Any]], gate_rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One assessment round in the terms of the GateRecommendation rules, and its record.
+
+    Must-meet: every criterion of the checklist reported met (one not met or not reported is a knock-out, matched
+    without case or surrounding spaces); a failed baseline check is one more gap. Every Major and Minor NC of the
+    round joins ``gateFindings`` (a later round's NC with the same id replaces the earlier one): each gets a
+    corrective action when the gate closes. ``gateRounds`` gains this round's summary."""
+    reported = {c["criterion"].strip().lower(): c["met"] for c in must_meet}
+    gaps = [c for c in checklist["mustMeet"] if not reported.get(c.strip().lower(), False)]
+    gaps += [c["criterion"] for c in must_meet if not c["met"] and c["criterion"] not in gaps]
+    if not cm_check["ok"]:
+        problem = (f"{cm_check['unauthorisedChanges']} unauthorised change(s)" if cm_check["tagExists"]
+                   else "missing or incomplete")
+        gaps.append(f"Baseline {cm_check['baselineTag']}: {problem}")
+    found = [{**n, "round": gate_round} for n in sqa_audit["ncs"] if n["grade"] in ("Major", "Minor")]
+    found_ids = {n["id"] for n in found}
+    summary = {
+        "round": gate_round,
+        "sqaRecommendation": sqa_audit["recommendation"],
+        "majorNCs": sqa_audit["majorNCs"],
+        "minorNCs": sqa_audit["minorNCs"],
+        "mustMeetGaps": gaps,
+        "baseline": cm_check["baselineTag"],
+        "baselineOk": cm_check["ok"],
+        "minSpiCpi": metrics["minIndex"],
+        "shouldScorePct": metrics["shouldScorePct"],
+    }
+    return {
+        "mustMeetGaps": gaps,
+        "mustMeetAll": not gaps,
+        "openMajorNC": sqa_audit["majorNCs"],
+        "minorNCOrHighRisk": sqa_audit["minorNCs"] > 0 or high_risks_without_response > 0,
+        "minSpiCpi": metrics["minIndex"],
+        "shouldScorePct": metrics["shouldScorePct"],
+        "gateFindings": [f for f in gate_findings if f["id"] not in found_ids] + found,
+        "gateRounds": [*gate_rounds, summary],
+    }
+
+
+@handler
+def check_decision(decision: str, recommendation: str, recommendation_reason: str, pd_must_confirm: bool,
+                   recycle_count: int, conditions: list[dict[str, Any]], next_gate_date: str,
+                   override_justification: str) -> dict[str, Any]:
+    """What the decision form cannot check against the gate's data: a decision other than the recommendation
+    needs an override justification; after two recycles the Project Director only confirms KILL or chooses HOLD;
+    a CONDITIONAL_GO's conditions are due by the next gate. ``error`` is empty when the decision stands."""
+    overridden = decision != recommendation
+    late = [c["text"] for c in conditions if c["due"] > next_gate_date] if decision == "CONDITIONAL_GO" else []
+    if overridden and not override_justification.strip():
+        error = (f"The decision {decision} differs from the recommendation {recommendation} "
+                 f"({recommendation_reason}): give an override justification, or follow the recommendation.")
+    elif pd_must_confirm and decision not in ("KILL", "HOLD"):
+        error = (f"After {recycle_count} recycles with a must-meet criterion still failing, the Project Director "
+                 "confirms KILL or chooses HOLD.")
+    elif late:
+        error = f"Conditions are due by the next gate ({next_gate_date}); these are not: {'; '.join(late)}."
+    else:
+        error = ""
+    return {"overridden": overridden, "lateConditions": late, "error": error}
+
+
+@handler
+def escalate_decider(decider_role: str) -> str:
+    """A gate decision left 5 days: the role one level up the ``gateDecision`` ladder of
+    ``data/escalation.json`` (the Project Director, at the top, stays)."""
+    return policy.next_level("gateDecision", decider_role)
+
+
+@handler
+def capa_findings(gate_findings: list[dict[str, Any]], gate_ref: str) -> list[dict[str, Any]]:
+    """The gate's Major and Minor NCs of every round, each in the call contract of corrective_action."""
+    return [contract_finding(f, "gate", f"{gate_ref} round {f['round']}") for f in gate_findings]

@@ -3,28 +3,24 @@
 Each handler is a plain function of keyword arguments that returns JSON data (dicts, lists, strings,
 numbers). Handlers never touch the database or the engine: the engine evaluates the BPMN parameter
 expressions, calls the handler and stores the result in the task data under the operator's
-``resultVariable``. Delivery of notifications is the engine's job; ``notify`` only builds the record.
+``resultVariable``. The gate profiles (gates planned, kickoff and Gate 1 offsets) are policy, read from
+``data/gate_profiles.json``; the approvers' escalation ladder is ``data/escalation.json``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pmoflow.workflows.notifications import queued, unique_names
+from pmoflow.engine.handlers import handler, new_id, today
+
+from . import policy
 
 LESSONS_FILE = Path(__file__).parent / "data" / "lessons_learned.json"
-
-#: Gates planned for each gate profile decided by the CharterApproval DMN (closure not counted).
-GATES_BY_PROFILE = {"Full": 5, "Standard": 3, "Lite": 1}
-#: Calendar days from authorisation to the kickoff meeting and from kickoff to Gate 1.
-KICKOFF_DAYS = 14
-GATE1_DAYS_AFTER_KICKOFF = {"Full": 30, "Standard": 30, "Lite": 45}
 
 #: Words ignored when matching keywords against lessons.
 STOPWORDS_TEXT = (
@@ -34,14 +30,7 @@ STOPWORDS_TEXT = (
 _STOPWORDS = frozenset(STOPWORDS_TEXT.split())
 
 
-def _today(on: str | None) -> date:
-    return date.fromisoformat(on) if on else date.today()
-
-
-def _short_id() -> str:
-    return uuid.uuid4().hex[:6].upper()
-
-
+@handler
 def register_request(title: str, submitted_on: str | None = None) -> dict[str, str]:
     """Give a new project request a readable id: ``REQ-<yyyymmdd>-<6 hex>``.
 
@@ -49,8 +38,8 @@ def register_request(title: str, submitted_on: str | None = None) -> dict[str, s
     """
     if not str(title).strip():
         raise ValueError("a project request needs a title")
-    day = _today(submitted_on)
-    return {"requestId": f"REQ-{day:%Y%m%d}-{_short_id()}", "registeredOn": day.isoformat()}
+    day = today(submitted_on)
+    return {"requestId": new_id(f"REQ-{day:%Y%m%d}"), "registeredOn": day.isoformat()}
 
 
 @lru_cache(maxsize=1)
@@ -64,6 +53,7 @@ def _tokens(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 2 and w not in _STOPWORDS}
 
 
+@handler
 def search_lessons(project_type: str, keywords: str | list[str], limit: int = 5) -> list[dict[str, Any]]:
     """Return the ``limit`` lessons most relevant to a project type and free-text keywords.
 
@@ -96,6 +86,7 @@ def search_lessons(project_type: str, keywords: str | list[str], limit: int = 5)
     ]
 
 
+@handler
 def create_project(
     requestId: str,
     title: str,
@@ -109,11 +100,13 @@ def create_project(
     dates, and the approval conditions, each tracked to Gate 1: a condition keeps the due date its approver
     gave; ``dueAfterGate1`` flags one that is due after the Gate 1 review, where it will be checked.
     """
-    if gateProfile not in GATES_BY_PROFILE:
-        raise ValueError(f"unknown gate profile {gateProfile!r}; expected one of {sorted(GATES_BY_PROFILE)}")
-    day = _today(authorised_on)
-    kickoff = day + timedelta(days=KICKOFF_DAYS)
-    gate1 = kickoff + timedelta(days=GATE1_DAYS_AFTER_KICKOFF[gateProfile])
+    profiles = policy.load("gate_profiles")
+    if gateProfile not in profiles:
+        raise ValueError(f"unknown gate profile {gateProfile!r}; expected one of {sorted(profiles)}")
+    profile = profiles[gateProfile]
+    day = today(authorised_on)
+    kickoff = day + timedelta(days=profile["kickoffDays"])
+    gate1 = kickoff + timedelta(days=profile["gate1DaysAfterKickoff"])
     tracked = [
         {
             "text": c["text"],
@@ -126,12 +119,12 @@ def create_project(
         for c in conditions or []
     ]
     return {
-        "projectId": f"PRJ-{day:%Y}-{_short_id()}",
+        "projectId": new_id(f"PRJ-{day:%Y}"),
         "requestId": requestId,
         "title": title,
         "charterBaseline": "v1.0",
         "gateProfile": gateProfile,
-        "gatesPlanned": GATES_BY_PROFILE[gateProfile],
+        "gatesPlanned": profile["gatesPlanned"],
         "kickoffDue": kickoff.isoformat(),
         "gate1Due": gate1.isoformat(),
         "conditions": tracked,
@@ -139,18 +132,17 @@ def create_project(
     }
 
 
-def notify(
-    recipients_role: str | list[str],
-    subject: str,
-    task: str,
-    users: list[str] | None = None,
-) -> dict[str, Any]:
-    """Build a notification record for the engine to deliver.
 
-    Recipients are every user holding one of ``recipients_role`` plus the named ``users`` (blank names and
-    duplicates dropped). ``task`` is the BPMN id of the task the notification is about.
-    """
-    roles = [recipients_role] if isinstance(recipients_role, str) else list(recipients_role)
-    if not roles or not all(isinstance(r, str) and r.strip() for r in roles):
-        raise ValueError("notify needs at least one recipient role")
-    return queued(recipientsRole=roles, recipientsUsers=unique_names(users), subject=subject, task=task)
+@handler
+def escalate_approvers(approval_queue: list[str], approver_index: int) -> dict[str, Any]:
+    """An approval left 10 days without a decision: every approver still to sign (from ``approver_index`` on)
+    moves one level up the ``charterApproval`` ladder of ``data/escalation.json``; duplicates are merged, the
+    approvals already given are kept. Returns the record of this escalation and the new approval queue."""
+    waiting = list(approval_queue[approver_index:])
+    if not waiting:
+        raise ValueError(f"no approver is waiting at step {approver_index + 1} of {approval_queue}")
+    raised = [policy.next_level("charterApproval", role) for role in waiting]
+    return {
+        "lastEscalation": {"approvalStep": approver_index + 1, "from": waiting, "to": raised},
+        "approvalQueue": list(approval_queue[:approver_index]) + list(dict.fromkeys(raised)),
+    }

@@ -1,34 +1,27 @@
-"""Notification records the PMO's handlers hand to the engine: one shape for every process."""
+"""The one notification operator of every PMO process: ``notifications.notify``.
+
+A reminder, escalation or notice in BPMN is a service task::
+
+    <spiffworkflow:serviceTaskOperator id="notifications.notify" resultVariable="approvalReminder">
+      parameters: subject, users, roles, task, level, about
+
+The record it returns is built by :func:`pmoflow.engine.handlers.notify`, which the engine's outbox reads (one row
+per named user and per holder of a role when it is queued). Handlers that notify as part of other work call
+that function directly.
+"""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
-
-def unique_names(values: Iterable[Any] | None) -> list[str]:
-    """Non-blank names, stripped, first occurrence kept."""
-    return list(dict.fromkeys(v.strip() for v in values or [] if isinstance(v, str) and v.strip()))
+from pmoflow.engine import handlers as kit
+from pmoflow.engine.handlers import handler
 
 
-def recipients(users: Iterable[Any] | None, roles: Iterable[Any] | None,
-               what: str = "a notification") -> tuple[list[str], list[str]]:
-    """The named users and the roles a notification goes to (blank names and duplicates dropped); refuses one
-    that would reach nobody."""
-    named, held = unique_names(users), unique_names(roles)
-    if not named and not held:
-        raise ValueError(f"{what} needs at least one recipient user or role")
-    return named, held
-
-
-def queued(**fields: Any) -> dict[str, Any]:
-    """A notification record waiting in the inbox channel, with its own id and creation time."""
-    return {
-        "notificationId": f"NTF-{uuid.uuid4().hex[:12]}",
-        **fields,
-        "channel": "inbox",
-        "status": "queued",
-        "createdAt": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+@handler
+def notify(subject: str, users: list[str] | None = None, roles: list[str] | str | None = None, task: str = "",
+           level: str = "notice", about: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Notify the named ``users`` and everyone holding one of ``roles`` (at least one recipient) about ``task``
+    (a BPMN id, or empty); ``level`` is the kind (notice, reminder, escalation ...), ``about`` the keys of the
+    process's own to keep on the record (e.g. ``{"capaId": ...}``)."""
+    return kit.notify(subject, users=users, roles=roles, task=task, level=level, about=about)

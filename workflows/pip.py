@@ -16,61 +16,31 @@ A proposal comes from a staff member (the start form) or from another process by
 from __future__ import annotations
 
 import re
-import uuid
-from datetime import date
 from typing import Any
 
-from pmoflow.workflows.notifications import queued, recipients
+from pmoflow.engine.handlers import handler, new_id, today
+
+from . import policy
 
 #: Where a proposal comes from: a staff member's form, or a message from an audit's opportunity for
 #: improvement (#4b), a corrective action needing a QMS change (#4c) or a closure's process-level lesson (#6).
 SOURCES = ("STAFF", "OFI", "CAPA", "LESSON")
-#: The payload fields of the improvement_proposed message, each a non-blank string.
-MESSAGE_FIELDS = ("source", "reference", "title", "problem", "proposal", "processArea", "submitter")
-
-#: The organisation's standard process set (the assets a proposal may change), and whether each one is
-#: ISO-controlled documented information of the QMS (a change then needs the Quality Director's countersignature
-#: when the SEPG board approves it). The start and details forms offer exactly these names.
-STANDARD_PROCESS_SET: dict[str, bool] = {
-    "QM-00 Quality manual": True,
-    "OSP-01 Project initiation procedure": True,
-    "OSP-02 Quality gate procedure": True,
-    "OSP-03 Change control procedure": True,
-    "OSP-04 Internal audit procedure": True,
-    "OSP-05 Corrective action procedure": True,
-    "OSP-06 Configuration management procedure": True,
-    "OSP-07 Project closure procedure": True,
-    "OSP-08 Measurement and analysis procedure": False,
-    "OSP-09 Process improvement procedure": False,
-    "OSP-10 Training procedure": False,
-    "GDL-01 Tailoring guideline": False,
-    "GDL-02 Estimation guideline": False,
-    "TPL-01 Project charter template": False,
-    "TPL-02 Status report template": False,
-    "CHK-01 Gate checklists": False,
-    "TOOL-01 Project workspace": False,
-    "TOOL-02 Metrics dashboard": False,
-}
-
-#: Notification levels: the triage SLA reminder and escalation, the triage answer, the deployment
-#: announcement and the final outcome.
-LEVELS = ("reminder", "escalation", "accepted", "announcement", "outcome")
 #: How a proposal ends (data key ``outcome``).
 OUTCOMES = ("DUPLICATE", "REJECTED", "ABANDONED", "DEPLOYED")
 
 
-def _today(on: str | None) -> date:
-    return date.fromisoformat(on) if on else date.today()
-
-
-def _hex(n: int) -> str:
-    return uuid.uuid4().hex[:n].upper()
+def standard_process_set() -> dict[str, bool]:
+    """The assets a proposal may change, each with whether it is ISO-controlled documented information of the
+    QMS (a change then needs the Quality Director's countersignature when the SEPG board approves it): the
+    organisation's policy, ``data/standard_process_set.json``, which the proposal forms offer."""
+    return {a["asset"]: a["isoControlled"] for a in policy.load("standard_process_set")}
 
 
 def _blank(value: Any) -> bool:
     return not isinstance(value, str) or not value.strip()
 
 
+@handler
 def register(source: str, reference: str, title: str, problem: str, proposal: str, process_area: str,
              submitter: str, assets: list[str], iso_controlled: bool, tool_change: bool,
              registered_on: str | None = None) -> dict[str, Any]:
@@ -93,13 +63,14 @@ def register(source: str, reference: str, title: str, problem: str, proposal: st
     assets = list(dict.fromkeys(a.strip() for a in assets or [] if isinstance(a, str) and a.strip()))
     if not assets:
         raise ValueError("name at least one asset of the standard process set")
-    unknown = [a for a in assets if a not in STANDARD_PROCESS_SET]
+    known = standard_process_set()
+    unknown = [a for a in assets if a not in known]
     if unknown:
         raise ValueError(f"not in the standard process set: {', '.join(unknown)}")
-    iso_assets = [a for a in assets if STANDARD_PROCESS_SET[a]]
-    day = _today(registered_on)
+    iso_assets = [a for a in assets if known[a]]
+    day = today(registered_on)
     return {
-        "pipId": f"PIP-{day.year}-{_hex(6)}",
+        "pipId": new_id(f"PIP-{day.year}"),
         "source": source,
         "reference": reference.strip() if isinstance(reference, str) else "",
         "submitter": submitter.strip(),
@@ -112,19 +83,7 @@ def register(source: str, reference: str, title: str, problem: str, proposal: st
     }
 
 
-def notify(level: str, pip_id: str, subject: str, task: str = "", users: list[str] | None = None,
-           roles: list[str] | None = None) -> dict[str, Any]:
-    """A notice about a proposal (``level`` one of :data:`LEVELS`) for the engine to deliver to the named users
-    and everyone holding one of ``roles``; ``task`` is the BPMN id of the task it is about, if any."""
-    if level not in LEVELS:
-        raise ValueError(f"unknown notification level {level!r}; expected one of {', '.join(LEVELS)}")
-    named, held = recipients(users, roles)
-    if _blank(subject):
-        raise ValueError("a notification needs a subject")
-    return queued(level=level, pipId=pip_id, subject=subject.strip(), task=task, recipientsUsers=named,
-                  recipientsRole=held)
-
-
+@handler
 def request_baseline(pip_id: str, asset_updates: list[dict[str, Any]], document_ref: str,
                      requested_on: str | None = None) -> dict[str, Any]:
     """A Document baseline request to configuration management for the updated assets (configuration baseline
@@ -134,10 +93,10 @@ def request_baseline(pip_id: str, asset_updates: list[dict[str, Any]], document_
         raise ValueError("a baseline request needs the reference of the updated documents")
     if not asset_updates:
         raise ValueError("a baseline request needs at least one updated asset")
-    items = []
+    known, items = standard_process_set(), []
     for update in asset_updates:
         asset, version = str(update.get("asset", "")).strip(), str(update.get("newVersion", "")).strip()
-        if asset not in STANDARD_PROCESS_SET:
+        if asset not in known:
             raise ValueError(f"not in the standard process set: {asset or '(blank)'}")
         if not version:
             raise ValueError(f"no new version for {asset}")
@@ -147,7 +106,7 @@ def request_baseline(pip_id: str, asset_updates: list[dict[str, Any]], document_
     if twice:
         raise ValueError(f"asset(s) listed twice: {', '.join(twice)}")
     return {
-        "baselineRequestId": f"BLR-{_hex(8)}",
+        "baselineRequestId": new_id("BLR", 8),
         "process": "configuration_baseline",
         "baselineType": "Document",
         "pipId": pip_id,
@@ -155,10 +114,11 @@ def request_baseline(pip_id: str, asset_updates: list[dict[str, Any]], document_
         "documentRef": document_ref.strip(),
         "addressedTo": "Configuration Manager",
         "status": "requested",
-        "requestedOn": _today(requested_on).isoformat(),
+        "requestedOn": today(requested_on).isoformat(),
     }
 
 
+@handler
 def close(record: dict[str, Any], outcome: str, stage: str, reason: str = "",
           approvals: list[dict[str, Any]] | None = None, deployment: dict[str, Any] | None = None,
           adoption: dict[str, Any] | None = None, closed_on: str | None = None) -> dict[str, Any]:
@@ -189,5 +149,52 @@ def close(record: dict[str, Any], outcome: str, stage: str, reason: str = "",
         "deployment": deployment or {},
         "adoption": adoption or {},
         "summary": re.sub(r"\s+", " ", summary),
-        "closedOn": _today(closed_on).isoformat(),
+        "closedOn": today(closed_on).isoformat(),
     }
+
+
+@handler
+def read_message(message: dict[str, Any]) -> dict[str, Any]:
+    """A proposal another process sent (the message improvement_proposed), in the terms of the start form: its
+    fields stripped, no assets yet. Only a complete message from a known source goes to its submitter to complete
+    (``needsDetails``); registration refuses any other, saying what is missing."""
+    keys = ("source", "reference", "title", "problem", "proposal", "processArea", "submitter")
+    fields = {k: str(message.get(k, "")).strip() for k in keys}
+    submitter = fields["submitter"]
+    return {
+        "pipSource": fields["source"], "pipReference": fields["reference"], "title": fields["title"],
+        "problem": fields["problem"], "proposal": fields["proposal"], "processArea": fields["processArea"],
+        "submitter": submitter, "affectedAssets": [], "isoControlled": False, "toolChange": False, "evidence": "",
+        "needsDetails": fields["source"] in SOURCES[1:] and all(fields.values()),
+        "lane_owners": {"Submitter": [submitter]} if submitter else {},
+    }
+
+
+@handler
+def check_plan(pilot_required: bool, pilot_projects: list[dict[str, Any]],
+               success_criteria: list[dict[str, Any]]) -> str:
+    """The action plan against the PIPApproval rules: a pilot, when they ask for one, needs 1-2 pilot projects
+    (each once) and the success criteria it is judged by. The problem, or empty."""
+    ids = [p["projectId"].strip() for p in pilot_projects]
+    if pilot_required and not pilot_projects:
+        return "The PIPApproval rules ask for a pilot: name 1 or 2 pilot projects."
+    if pilot_required and not success_criteria:
+        return "The PIPApproval rules ask for a pilot: give the success criteria it is judged by."
+    if len(set(ids)) != len(ids):
+        return "A pilot project is listed twice."
+    return ""
+
+
+@handler
+def check_pilot(decision: str, criteria_unmet: list[str], pilot_projects: list[dict[str, Any]], comment: str,
+                pilots: list[dict[str, Any]]) -> dict[str, Any]:
+    """The owner's decision on a pilot (pmo-processes.md #9, step 6): Deploy only when every success criterion was
+    met, otherwise Revise or Abandon. A refused Deploy gives ``problem``; any other decision is added to
+    ``pilots``."""
+    if decision == "Deploy" and criteria_unmet:
+        return {"problem": f"Not every success criterion was met ({', '.join(criteria_unmet)}): revise the plan or "
+                           "abandon the proposal.", "pilots": pilots}
+    record = {"round": len(pilots) + 1, "projects": [p["projectId"] for p in pilot_projects],
+              "criteriaUnmet": criteria_unmet, "decision": decision,
+              "comment": comment.strip() if decision != "Deploy" else ""}
+    return {"problem": "", "pilots": [*pilots, record]}

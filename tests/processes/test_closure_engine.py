@@ -23,7 +23,7 @@ from test_capa_engine import services
 
 from conftest import People
 from pmoflow.engine.errors import InvalidInput, PermissionDenied
-from pmoflow.workflows.project_closure import archive_baseline
+from pmoflow.workflows.closure import archive_baseline
 
 PROCESS = "project_closure"
 PM, SQA, MDA, CE, KM = "pete.pm", "sam.sqa", "mia.analyst", "carl.ce", "kim.km"
@@ -335,14 +335,14 @@ def test_the_curation_sla_reminds_the_km_at_10_days_and_escalates_at_20(people):
 
 
 def test_a_kill_message_starts_a_terminated_closure(people):
-    """The quality gate's KILL sends closure_requested (here sent from outside, as the gate chair would): the
-    closure starts at the message start event, terminated, with the gate's rationale, and the Project Director
-    approves it."""
+    """The quality gate's KILL sends closure_requested (here sent from outside, by the project manager: a message
+    from outside starts a process only for holders of its start lane): the closure starts at the message start
+    event, terminated, with the gate's rationale, and the Project Director approves it."""
     alex, pete, pat = people(APD), people(PM), people(PD)
     payload = {"projectId": "PRJ-2027-0A1B2C", "projectTitle": "Billing replacement", "pmUser": PM,
                "sqaUser": SQA, "terminated": True, "rationale": "The market is gone.",
                "gateRef": "PRJ-2027-0A1B2C/G2"}
-    sent = alex.message("closure_requested", payload)
+    sent = pete.message("closure_requested", payload)
     [iid] = sent["delivered_to"]
     shown = alex.show(iid)
     assert (shown["process_id"], shown["status"], shown["error"]) == (PROCESS, "running", None)

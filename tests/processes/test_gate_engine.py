@@ -33,7 +33,7 @@ from test_capa_engine import QD, close_capa, run_capa, services
 from conftest import People
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.errors import InvalidInput, PermissionDenied
-from pmoflow.workflows.quality_gate import load_checklist
+from pmoflow.workflows.gate import load_checklist
 
 PROCESS = "quality_gate"
 SECRETARY, PM, SQA, APD, PD = "sara.spm", "pete.pm", "sam.sqa", "alex.apd", "pat.director"
