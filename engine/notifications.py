@@ -1,6 +1,6 @@
 """The notification outbox: every reminder, escalation and notice a handler queues, one row per recipient.
 
-A service task's handler returns a record built by `pmoflow.workflows.notifications.queued` (a dict carrying a
+A service task's handler returns a record built by `pmoflow.engine.handlers.notify` (a dict carrying a
 `notificationId`, or a list of such dicts). The engine writes it here in the run's own transaction: named users
 (`recipientsUsers`) and every user holding one of the roles (`recipientsRole`) at that moment, each once, with the
 role that brought them in. The record's `task` (a BPMN id) says which task it is about; the open human task of

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import types
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +127,13 @@ def test_the_kit_is_light_to_import():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'SpiffWorkflow', 'sqlalchemy', 'jsonschema'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_designer_guides_handler_example_runs():
+    guide = Path(__file__).resolve().parents[2] / "docs" / "designing-processes.md"
+    [example] = re.findall(r"```python\n(from pmoflow\.engine\.handlers import .*?)```", guide.read_text(), re.S)
+    review = module("acme.workflows.review", example)
+    assert collect(review) == {"review.register": review.register}
+    with clock.frozen(datetime(2031, 5, 17, 9, 0, tzinfo=UTC)):
+        made = review.register(" Annual review ")
+    assert re.fullmatch(r"REV-2031-[0-9A-F]{6}", made["reviewId"]) and made["title"] == "Annual review"
