@@ -73,11 +73,12 @@ def convert_answer(text: str, prop: dict[str, Any]) -> Any:
         if lowered in {"n", "no", "false", "0"}:
             return False
         raise ValueError("answer yes or no")
+    value: Any
     if kind == "integer":
         value = _integer(text)
     elif kind == "number":
-        value = float(text)
-        value = int(value) if value.is_integer() else value
+        number = float(text)
+        value = int(number) if number.is_integer() else number
     elif kind in ("array", "object"):
         try:
             value = json.loads(text)

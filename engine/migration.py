@@ -222,7 +222,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-SCALAR = str | int | float | bool | type(None)
+SCALAR = (str, int, float, bool, type(None))
 
 
 def _plain(value: Any) -> str:
@@ -386,6 +386,7 @@ def element_diff(old_v: Version, new_v: Version) -> list[dict[str, Any]]:
         for element in sorted(set(old_parts) | set(new_parts)):
             old, new = old_parts.get(element), new_parts.get(element)
             part = new or old
+            assert part is not None  # the element is in one version at least
             if old is None or new is None:
                 details = describe({}, part)
                 add(part["process"] or old_v.top, order, element, kind, "added" if old is None else "removed",
@@ -458,7 +459,7 @@ class _Prediction:
 def _prediction_points(workflow) -> list[tuple[Any, Any, _Prediction | None, list]]:
     """For every task that is not a prediction but has predicted children: (workflow, task, how to predict
     again, the predicted tasks to drop). Nothing is changed here."""
-    points = []
+    points: list[tuple[Any, Any, _Prediction | None, list[Any]]] = []
     for wf in _workflows(workflow):
         for task in list(wf.tasks.values()):
             if task.state & PREDICTED:

@@ -911,8 +911,8 @@ def _spiff_error(exc: Exception, unit: _Unit, default: _Source | None, report: _
             if found:
                 report.at(src, found[0], "error", message, hint, element_id=element_id)
                 return
-    src = candidates[0] if candidates else None
-    report.add(src.path if src else "-", getattr(exc, "line_number", None), 1, "error", element_id, message, hint)
+    where = str(candidates[0].path) if candidates else "-"
+    report.add(where, getattr(exc, "line_number", None), 1, "error", element_id, message, hint)
 
 
 # -- the checks of a set of files -------------------------------------------------------------------------------
@@ -1028,15 +1028,16 @@ def _parsed(process_id: str, spec: BpmnProcessSpec, subprocess_specs: dict, unit
     by_name = {str(src.path): src for src in unit.sources}
     process_files = [by_name[f] for f in dict.fromkeys([spec.file] + [s.file for s in subprocess_specs.values()
                                                                       if s is not None]) if f in by_name]
-    sources = {}
+    sources: dict[str, str] = {}
     for src in sorted(process_files, key=lambda s: str(s.path)):
-        sources[src.path.name] = src.text
+        sources[src.path.name] = _stored(src.text)
         for name in _form_names(src.doc):
-            sources[f"forms/{name}"] = _read_text(_find_form(name, src.path, form_dirs))[1]
+            form = _find_form(name, src.path, form_dirs)
+            sources[f"forms/{name}"] = _stored(_read_text(form)[1] if form is not None else None)
     called = {name for src in process_files for name in _called_decisions(src.doc)}
     for src in sorted((s for s in unit.sources if s.kind == "dmn"), key=lambda s: str(s.path)):
         if called & set(src.root.xpath("//*[local-name()='decision']/@id")):
-            sources[src.path.name] = src.text
+            sources[src.path.name] = _stored(src.text)
     model = unit.model
     name = spec.description or process_id
     if model is not None:
@@ -1045,6 +1046,12 @@ def _parsed(process_id: str, spec: BpmnProcessSpec, subprocess_specs: dict, unit
     root_src = by_name[spec.file]
     return ParsedProcess(process_id=process_id, name=name, spec=spec, subprocess_specs=subprocess_specs,
                          sources=sources, start_form=_start_form(root_src.doc, process_id))
+
+
+def _stored(text: str | None) -> str:
+    """A file's text as stored with its version: only files the lint read as UTF-8 and found (no error) get here."""
+    assert text is not None, "a file that could not be read reached parsing"
+    return text
 
 
 def _called_decisions(doc: etree._ElementTree) -> set[str]:

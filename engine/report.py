@@ -85,11 +85,9 @@ def path_state(workflow, bpmn_xml: str | None, errored: str | None = None) -> di
             "errored": [errored] if errored else []}
 
 
-def _parse_xml(text: str):
+def _parse_xml(text: str | bytes):
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-    if isinstance(text, str):
-        text = text.encode()
-    return etree.fromstring(text, parser)
+    return etree.fromstring(text.encode() if isinstance(text, str) else text, parser)
 
 
 def _flows(bpmn_xml: str | None) -> list[tuple[str, str, str, str]]:
@@ -235,7 +233,7 @@ def steps_of(events: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]
             step["ended_at"] = e["at"]
             step["seconds"] = _seconds(_moment(step["ready_at"]), at)
             due = _moment(step["due"])
-            step["late"] = kind == "task_completed" and due is not None and at > due
+            step["late"] = kind == "task_completed" and due is not None and at is not None and at > due
     for step in steps.values():
         if step["state"] == "open":
             step["seconds"] = _seconds(_moment(step["ready_at"]), now)

@@ -256,10 +256,10 @@ def _related_files(bpmn_file: Path) -> list[Path]:
     needed, todo = [bpmn_file], [bpmn_file]
     while todo:
         for process_id in sorted(called.get(todo.pop(), set()) - {None}):
-            file = defined.get(process_id)
-            if file is not None and file not in needed:
-                needed.append(file)
-                todo.append(file)
+            callee = defined.get(process_id)
+            if callee is not None and callee not in needed:
+                needed.append(callee)
+                todo.append(callee)
     return needed + sorted(folder.glob("*.dmn"))
 
 
@@ -380,13 +380,13 @@ class Plan:
 
     def start_data(self) -> dict[str, Any]:
         start = self.model.start_event()
-        entry = {}
+        entry: dict[str, Any] = {}
         if start is not None:
             keys = (f"{start.process}:{start.bpmn_id}", start.bpmn_id)
             entries = next((self.entries[k] for k in keys if k in self.entries), None)
             if entries is not None and entries.data:
                 entries.used = 1
-                entry = copy.deepcopy(entries.data[0])
+                entry = copy.deepcopy(entries.data[0] or {})  # entries of a start event are objects
             _validate(self.model, start.form, entry, f"start event {start.label}")
         return entry
 
@@ -543,7 +543,7 @@ class CaseRun:
                 continue  # stuck, unless another ready task can move the process on
             label = _label(task.task_spec)
             visit = (entries.used + 1) if entries is not None else 1
-            data = self.plan.take(task, "task") if available else {}
+            data = (self.plan.take(task, "task") if available else None) or {}  # a task's entries are objects
             where = f"task {label}, visit {visit}"
             _validate(self.model, _form(task), data, where)
             self.last = f"task {label}"

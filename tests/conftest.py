@@ -76,7 +76,7 @@ def make_pmo(db_url, request) -> Iterator[Callable[..., Pmoflow]]:
     made: list[Pmoflow] = []
     libraries = None if "demo_pmo" in request.fixturenames else [TEST_LIBRARY]
 
-    def make(user: str | None = None) -> Pmoflow:
+    def make(user: str | None = None, libraries: list[Library] | None = libraries) -> Pmoflow:
         app = Pmoflow(db_url, user=user, libraries=libraries)
         made.append(app)
         return app

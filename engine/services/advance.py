@@ -64,8 +64,8 @@ def deliver(ctx: Context, session: Session, message: messaging.Message, hops: in
     if len(targets) > 1:
         raise messaging.ambiguous(message, targets)
     if targets:
-        instance = session.scalar(select(ProcessInstance).where(ProcessInstance.id == targets[0])
-                                  .with_for_update())
+        instance = session.scalars(select(ProcessInstance).where(ProcessInstance.id == targets[0])
+                                   .with_for_update()).one()
         run = runtime.Run.for_instance(session, instance, session.get(ProcessDefinition, instance.definition_id),
                                        message.actor, ctx.handlers)
         _log_sent(sender, message, instance.id)

@@ -552,7 +552,7 @@ PROJECT_STEPS = ["intake_review", "draft_charter", "confirm_cm_plan", "assign_sq
 def test_project_initiation_moves_at_every_step_before_the_changed_approval(demo_pmo, make_pmo, tmp_path, done):
     """The bundled process (parallel branches, a decision table, boundary timers) on a version whose charter
     approval is renamed: safe until the approval waits, and the moved instance ends as the demo does."""
-    from pmoflow.engine.demo import REQUEST, STEPS
+    from pmoflow.workflows.demo import REQUEST, STEPS
 
     for name in ("project_initiation.bpmn", "charter_approval.dmn"):
         text = (BUNDLED / name).read_text().replace('name="Approve project charter"', 'name="Approve the charter"')
@@ -566,16 +566,17 @@ def test_project_initiation_moves_at_every_step_before_the_changed_approval(demo
 
     for user, bpmn_id, data, _ in STEPS[:done]:
         work(user, bpmn_id, data)
-    [deployed] = demo_pmo.deploy([tmp_path])
+    admin = make_pmo("pmo.admin")
+    [deployed] = admin.deploy([tmp_path])
     assert deployed["version"] == 2
-    assert demo_pmo.diff("project_initiation", 1, 2)["changes"] == [{
+    assert admin.diff("project_initiation", 1, 2)["changes"] == [{
         "element": "approve_charter", "kind": "userTask", "change": "changed", "process": "project_initiation",
         "name": "Approve the charter", "details": ["name: Approve project charter -> Approve the charter"]}]
     if done == 4:
         with pytest.raises(MigrationRefused, match="approve_charter .* is ready and was changed in v2"):
-            demo_pmo.migrate(instance_id, 2)
+            admin.migrate(instance_id, 2)
         return
-    assert demo_pmo.migrate(instance_id, 2)["outcome"] == "migrated"
+    assert admin.migrate(instance_id, 2)["outcome"] == "migrated"
     for user, bpmn_id, data, _ in STEPS[done:]:
         work(user, bpmn_id, data)
     shown = demo_pmo.show(instance_id)

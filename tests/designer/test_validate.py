@@ -20,9 +20,8 @@ import pytest
 from click.testing import CliRunner
 from lxml import etree
 
-from conftest import FIXTURES, TEST_ORG, all_handlers
+from conftest import FIXTURES, TEST_ORG, all_handlers, pmo_library
 from pmoflow.engine import parser, scenario
-from pmoflow.engine.api import bundled_dir
 from pmoflow.engine.cli import main
 from pmoflow.engine.errors import InvalidProcess
 from pmoflow.engine.parser import Finding
@@ -35,12 +34,16 @@ HANDLERS = {"test.echo", "test.fail"}
 FINDING = re.compile(r"^(?P<file>\S+?):(?P<line>\d+):(?P<column>\d+): (?P<severity>error|warning): "
                      r"(?P<element>\S+): (?P<message>.+)$")
 FINDING_KEYS = {"file", "line", "column", "severity", "element_id", "message", "hint"}
-INITIATION = bundled_dir("pmoflow.bpmn") / "project_initiation.bpmn"
+PMO = pmo_library()
+[PMO_BPMN], [PMO_FORMS] = PMO.process_dirs, PMO.form_dirs
+INITIATION = PMO_BPMN / "project_initiation.bpmn"
 
 
 def lint(*paths: Path | str, handlers: set[str] | None = HANDLERS, roles=None) -> list[Finding]:
+    """The validator's findings, lanes checked against the PMO organisation's roles unless `roles` says others."""
+    roles = PMO.roles() if roles is None else roles
     return parser.lint([VALIDATE / p if isinstance(p, str) else p for p in paths], handlers=handlers, roles=roles,
-                       form_dirs=[bundled_dir("pmoflow.forms")])
+                       form_dirs=[PMO_FORMS])
 
 
 def only(findings: list[Finding], fragment: str) -> Finding:
@@ -233,7 +236,7 @@ def test_paths_that_do_not_exist_or_hold_nothing_are_refused(tmp_path):
 # -- the bundled library ----------------------------------------------------------------------------------------
 
 def test_the_bundled_library_validates_without_errors(demo_pmo):
-    findings = demo_pmo.validate([bundled_dir("pmoflow.bpmn")])
+    findings = demo_pmo.validate([PMO_BPMN])
     assert [f for f in findings if f["severity"] == "error"] == []
     [approver] = [f for f in findings if f["element_id"] == "lane_approver"]
     assert (Path(approver["file"]).name, approver["severity"]) == ("project_initiation.bpmn", "warning")
@@ -243,12 +246,12 @@ def test_the_bundled_library_validates_without_errors(demo_pmo):
 def test_validate_takes_the_roles_from_the_database_when_there_is_one(make_pmo, tmp_path):
     committee = tmp_path / "committee.bpmn"  # a PMO role, but nobody in the test organisation holds it
     committee.write_text((VALIDATE / "lanes.bpmn").read_text().replace("Quality Directr", "Steering Committee"))
-    app = make_pmo("alice")
+    app = make_pmo("alice", libraries=[PMO])
 
     def lanes() -> list[str]:
         return sorted(f["element_id"] for f in app.validate([committee]) if "names no role" in f["message"])
 
-    assert lanes() == ["lane_approver"]  # no database yet: the PMO's standard roles
+    assert lanes() == ["lane_approver"]  # no database yet: the roles of the library's organisation
     app.init(TEST_ORG)
     assert lanes() == ["lane_approver", "lane_qd"]
 
@@ -337,7 +340,7 @@ def odd_files() -> dict[str, bytes]:
                                     + b"</bpmn:subProcess>" * 120 + b"</bpmn:process>"),
         "odd_namespace": source.replace(parser.BPMN_NS.encode(), b"urn:not-bpmn"),
         "default_namespace": source.replace(b"bpmn:", b"").replace(b"xmlns:bpmn=", b"xmlns="),
-        "dmn_inside": (bundled_dir("pmoflow.bpmn") / "charter_approval.dmn").read_bytes(),
+        "dmn_inside": (PMO_BPMN / "charter_approval.dmn").read_bytes(),
         "html": b"<!DOCTYPE html><html><body><p>Hello</body></html>",
         "entities": b'<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><d>&x;</d>',
         "long_chain": _chain(600),
@@ -364,8 +367,8 @@ def test_any_file_gives_findings_not_a_traceback(tmp_path, name):
     folder = tmp_path / name
     folder.mkdir()
     (folder / "process.bpmn").write_bytes(ODD[name])
-    shutil.copy(bundled_dir("pmoflow.bpmn") / "charter_approval.dmn", folder)
-    findings = parser.lint([folder], handlers=set(all_handlers()), form_dirs=[bundled_dir("pmoflow.forms")])
+    shutil.copy(PMO_BPMN / "charter_approval.dmn", folder)
+    findings = parser.lint([folder], handlers=set(all_handlers()), form_dirs=[PMO_FORMS])
     assert all(isinstance(f, Finding) and f.line >= 1 and f.column >= 1 for f in findings)
     assert not [f for f in findings if "could not finish checking" in f.message], findings
     if not name.startswith("mutated_"):  # a mutation can leave a valid file; every other variant is broken
