@@ -64,6 +64,9 @@ class Pmoflow:
     def users(self) -> list[dict[str, Any]]:
         return installation.users(self._ctx)
 
+    def whoami(self) -> dict[str, Any]:
+        return installation.whoami(self._ctx)
+
     # -- designer's tools
     def validate(self, paths: list[str | Path]) -> list[dict[str, Any]]:
         return designer.validate(self._ctx, paths)

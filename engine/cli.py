@@ -33,13 +33,20 @@ def fail(message: str, code: int = 1, details: list[str] | None = None) -> None:
     sys.exit(code)
 
 
+NO_USER_CHECK = {"init", "validate", "test", "demo", "whoami"}  # no database needed, or they check it themselves
+
+
 def handled(fn: Callable) -> Callable:
-    """Turn engine errors into their exit codes and plain messages."""
+    """Turn engine errors into their exit codes and plain messages. A user given (--user, PMOFLOW_USER) must be
+    in the organisation: every command that reads the database refuses an unknown one first, the same way
+    (exit 4), before it reads its data or looks anything up."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         ctx = click.get_current_context()
         try:
+            if ctx.obj.get("user") and ctx.command.name not in NO_USER_CHECK and not kwargs.get("archive_file"):
+                app().whoami()
             return fn(*args, **kwargs)
         except PmoflowError as exc:
             if ctx.obj.get("debug"):
@@ -197,6 +204,18 @@ def audit_key_line(key: dict[str, Any]) -> str:
     if key.get("sealed"):
         line += f"; sealed the record as it stands ({key['sealed']['instances']} instances)"
     return line + (f"; warning: {key['warning']}" if key.get("warning") else "")
+
+
+@main.command()
+@json_option
+@handled
+def whoami(as_json: bool) -> None:
+    """Who you act as (--user, PMOFLOW_USER): your name and roles; exit 4 when the organisation has no such user."""
+    me = app().whoami()
+    if as_json:
+        return emit_json(me)
+    click.echo(f"{me['name']}" + (f" ({me['full_name']})" if me["full_name"] else "") + ": "
+               + (", ".join(me["roles"]) or "no role"))
 
 
 @main.command()

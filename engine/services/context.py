@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pmoflow.engine import runtime
+from pmoflow.engine import limits, runtime
 from pmoflow.engine.database import Database
 from pmoflow.engine.errors import NotFound, PermissionDenied
 from pmoflow.engine.library import Library, handlers_of, installed
@@ -51,9 +51,10 @@ class Context:
         """The acting user, who must be in the organisation."""
         if not self.user:
             raise PermissionDenied("no user given: pass --user NAME or set PMOFLOW_USER")
-        user = session.get(User, self.user)
+        # a name no database can look up (a NUL character, a lone surrogate) is nobody's, on both databases
+        user = None if limits.text_problem(self.user) else session.get(User, self.user)
         if user is None:
-            raise PermissionDenied(f"unknown user '{self.user}': not in the organisation file")
+            raise PermissionDenied(f"unknown user {self.user!r:.80}: not in the organisation file")
         return user
 
     def close(self) -> None:

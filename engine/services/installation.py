@@ -60,3 +60,13 @@ def users(ctx: Context) -> list[dict[str, Any]]:
     with ctx.tx() as session:
         return [{"name": u.name, "roles": u.role_names, "full_name": u.full_name, "department": u.department}
                 for u in session.scalars(select(User).order_by(User.name))]
+
+
+def whoami(ctx: Context) -> dict[str, Any]:
+    """The acting user as the organisation knows them, or PermissionDenied (exit 4) when no user is given or the
+    organisation has no such user: what the CLI asks first for every command run as a user."""
+    ctx.db.check_schema()
+    with ctx.tx() as session:
+        user = ctx.actor(session)
+        return {"name": user.name, "roles": user.role_names, "full_name": user.full_name, "email": user.email,
+                "department": user.department}

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from pmoflow.engine import audit, runtime
+from pmoflow.engine import audit, limits, runtime
 from pmoflow.engine.models import HumanTask, ProcessInstance
 from pmoflow.engine.services.advance import advance, new_instance
 from pmoflow.engine.services.context import Context, check_may_start, definition_row, final_data, instance_row, load_run
@@ -18,6 +18,7 @@ def start(ctx: Context, process_id: str, data: dict[str, Any] | None = None,
           business_key: str | None = None) -> dict[str, Any]:
     """Start the newest version of a process with initial data, and run it to its first wait state."""
     data = require_object(data or {})
+    limits.check_text(business_key, "the business key", ProcessInstance.business_key)
     ctx.db.check_schema()
     with ctx.tx() as session:
         actor = ctx.actor(session)

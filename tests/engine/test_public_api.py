@@ -15,7 +15,7 @@ PUBLIC = [
     "diff", "edit_data", "handlers", "history", "init", "instances", "message", "messages", "migrate", "migrate_all",
     "notifications", "process_report", "processes", "report", "resume", "retry", "run_due", "schedules", "show",
     "skip", "start", "suspend", "task", "tasks", "terminate", "test", "unclaim", "user", "users", "validate",
-    "verify", "verify_archive", "verify_record",
+    "verify", "verify_archive", "verify_record", "whoami",
 ]
 
 
