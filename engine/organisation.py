@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pmoflow.engine.errors import InvalidInput
-from pmoflow.engine.limits import column_length
+from pmoflow.engine.limits import column_length, shown
 from pmoflow.engine.models import User, UserRole
 
 USER_KEYS = {"name", "full_name", "email", "department", "roles"}
@@ -118,7 +118,7 @@ def _person(user: Any, i: int, path: Path, lines: _Lines, problems: list[str]) -
     problem = name_problem(name)
     who = f"user {name!r}" if problem is None else f"user #{i}"
     if problem is not None:
-        shown = "" if name is None else f" ({name!r:.80})"
+        shown = "" if name is None else f" ({_shown(name)})"
         problems.append(f"{lines.at(path, i, 'name')}: {who}: 'name'{shown} {problem}")
     for key in sorted(set(user) - USER_KEYS):
         problems.append(f"{lines.at(path, i, key)}: {who}: unknown key {key!r}; a user has "
@@ -139,11 +139,15 @@ def _person(user: Any, i: int, path: Path, lines: _Lines, problems: list[str]) -
         if problem is None and (not role.strip() or role != role.strip()):
             problem = "must be a role name without leading or trailing spaces"
         if problem is not None:
-            problems.append(f"{lines.at(path, i, 'roles')}: {who}: the role {role!r:.80} {problem}")
+            problems.append(f"{lines.at(path, i, 'roles')}: {who}: the role {_shown(role)} {problem}")
     if len(problems) > before:
         return None
     return Person(name=name, roles=tuple(roles), full_name=user.get("full_name", ""),
                   email=user.get("email", ""), department=user.get("department", ""))
+
+
+def _shown(value: Any) -> str:
+    return shown(value) if isinstance(value, str) else repr(value)
 
 
 def _text_problem(value: Any, limit: int) -> str | None:

@@ -38,6 +38,8 @@ from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from pmoflow.engine import forms
 from pmoflow.engine.errors import InvalidProcess
+from pmoflow.engine.limits import column_length
+from pmoflow.engine.models import HumanTask, MessageWait, ProcessSchedule, TaskCandidate
 from pmoflow.engine.scripting import compile_script
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -762,9 +764,37 @@ def _foreign(ctx: _Context, src: _Source, el, prefix: str, name: str, what: str)
     ctx.report.at(src, el, "warning", f"the {prefix}:{name} {what} is ignored: it belongs to another engine", hint)
 
 
+# Ids, names, lanes (roles), messages, forms and timer start expressions are stored in String(n) columns:
+# PostgreSQL refuses longer ones at deploy or when the task becomes ready, SQLite takes them. Both refuse here.
+LENGTHS = {"id": column_length(HumanTask.bpmn_id), "name": column_length(HumanTask.name),
+           "lane": column_length(TaskCandidate.name), "message": column_length(MessageWait.message_name),
+           "form": column_length(HumanTask.form), "timer": column_length(ProcessSchedule.expression)}
+
+
+def _check_lengths(ctx: _Context, src: _Source) -> None:
+    def refuse(el, what: str, value: str, limit: int) -> None:
+        ctx.report.at(src, el, "error", f"the {what} is {len(value)} characters long; pmoflow stores at most {limit}",
+                      "shorten it")
+
+    for el in src.root.iter(etree.Element):
+        local, namespace = _local(el), etree.QName(el).namespace
+        if namespace == BPMN_NS:
+            name_limit = {"lane": LENGTHS["lane"], "message": LENGTHS["message"]}.get(local, LENGTHS["name"])
+            for attr, what, limit in (("id", "id", LENGTHS["id"]), ("name", f"{local} name", name_limit)):
+                if len(el.get(attr) or "") > limit:
+                    refuse(el, what, el.get(attr), limit)
+            if local == "timerEventDefinition" and _local(el.getparent()) == "startEvent":
+                for value in (child.text or "" for child in el):
+                    if len(value.strip()) > LENGTHS["timer"]:
+                        refuse(el, "timer start expression", value.strip(), LENGTHS["timer"])
+        elif namespace == SPIFF_NS and local == "property" and el.get("name", "").startswith("form") \
+                and len(el.get("value") or "") > LENGTHS["form"]:
+            refuse(el, "form file name", el.get("value"), LENGTHS["form"])
+
+
 BPMN_CHECKS: tuple[Callable[[_Context, _Source], None], ...] = (
     _check_reserved_ids, _check_expressions, _check_timers, _check_operators, _check_forms, _check_lanes,
-    _check_gateways, _check_reachable, _check_foreign_extensions,
+    _check_gateways, _check_reachable, _check_foreign_extensions, _check_lengths,
 )
 
 
