@@ -622,7 +622,8 @@ def retry(instance: str, data: str | None, reason: str | None, as_json: bool) ->
 @main.command()
 @click.option("--once", is_flag=True, help="Fire what is due now and exit.")
 @click.option("--now", "now_text", help="Evaluate as of this ISO time (tests and dry runs).")
-@click.option("--interval", default=5.0, show_default=True, help="Seconds between polls when running on.")
+@click.option("--interval", type=click.FloatRange(0.1, 86400.0), default=5.0, show_default=True,
+              help="Seconds between polls when running on (0.1 to 86400).")
 @json_option
 @handled
 def worker(once: bool, now_text: str | None, interval: float, as_json: bool) -> None:
