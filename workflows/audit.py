@@ -19,8 +19,6 @@ from pmoflow.engine.handlers import handler, new_id, today
 from . import policy
 from .capa import contract_finding
 
-#: Roles of an audit team member (ISO 19011 5.4.2: lead auditor, auditors, technical experts).
-TEAM_ROLES = ("Lead auditor", "Auditor", "Technical expert")
 #: Finding grades (ISO 19011 6.4.8 allows grading nonconformities); OFI = opportunity for improvement.
 GRADES = ("Major", "Minor", "OFI")
 

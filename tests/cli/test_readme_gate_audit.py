@@ -71,7 +71,8 @@ def test_the_gate_walk_decides_go_and_a_kill_hands_over_to_closure(db_url, monke
     history = cli_json(runner, db_url, "history", "1")
     assert {e["task"]: e["actor"] for e in history if e["type"] == "task_completed"} == {
         "gate_package": "pete.pm", "sqa_audit": "sam.sqa", "gate_decision": "alex.apd"}
-    [rule] = [e["payload"] for e in history if e["type"] == "decision"]
+    [rule] = [e["payload"] for e in history
+              if e["type"] == "decision" and "GateRecommendation" in e["payload"]["decision"]]
     assert [r["id"] for r in rule["matched_rules"]] == ["Rule_go"]
 
     killed = cli_json(runner, db_url, "show", "2")
