@@ -594,7 +594,7 @@ def _check_operators(ctx: _Context, src: _Source) -> None:
         if operator and operator not in ctx.handlers:
             close = difflib.get_close_matches(operator, sorted(ctx.handlers), n=1)
             hint = (f"did you mean '{close[0]}'?" if close
-                    else "register a handler under this name in workflows/__init__.py (HANDLERS)")
+                    else "register a handler under this name in the process library (@handler, see engine/handlers.py)")
             ctx.report.at(src, el, "error", f"no handler is registered for service operator '{operator}'", hint)
 
 
