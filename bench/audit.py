@@ -16,7 +16,10 @@ Then it times, through the Python API the CLI calls (`Pmoflow.audit_events`, `Pm
 * quarter/override: --override data.gateDecision=outputs.recommendation --period <one quarter>
 * quarter/actor:    --actor carol --type task_completed --period <one quarter>
 * all/where:        --where data.gateDecision=Stop over the whole record (answer grows with N)
-* verify:           audit verify over the whole record (re-computes every hash: grows with N by nature)
+* verify:           audit verify over the whole record (re-computes every hash, re-derives the facts and checks
+                    the seals, the record being sealed with an audit key: grows with N by nature)
+* links:            the hash links alone (every event re-hashed, chain by chain): what verify did before the
+                    anchor, measured in the same run to show what the rest costs
 
 and prints the median and p90 of `--reps` runs per size, the ratio of the largest size to the smallest, and the
 query plans of quarter/where and quarter/override. A query answered from indexes costs about the same at every
@@ -27,9 +30,11 @@ ratio). Wall-clock times on whatever else the machine runs; nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
+import secrets
 import statistics
 import sys
 import tempfile
@@ -39,12 +44,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
-from pmoflow.engine import audit, clock, organisation
+from pmoflow.engine import anchor, audit, clock, organisation
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.database import scratch_schema
-from pmoflow.engine.models import ProcessDefinition, ProcessInstance
+from pmoflow.engine.models import Event, ProcessDefinition, ProcessInstance
 from pmoflow.engine.services import auditing
 from pmoflow.engine.services.installation import load_people
 
@@ -136,6 +141,16 @@ def _instance(s, n: int, definition_id: int, rng: random.Random) -> int:
     return len(steps)
 
 
+def links(app: Pmoflow) -> dict:
+    """Re-hash every chain and nothing else."""
+    with app.db.transaction() as s:
+        rows = s.connection().execute(select(*audit._EVENT_COLUMNS).order_by(Event.stream, Event.seq)
+                                      .execution_options(yield_per=5000))
+        broken = [stream for stream, chain in itertools.groupby(rows, key=lambda r: r.stream)
+                  if audit.check_stream(list(chain))]
+    return {"ok": not broken}
+
+
 def timed(fn, reps: int) -> tuple[list[float], object]:
     times, result = [], None
     for _ in range(reps):
@@ -165,10 +180,13 @@ def measure(url: str, backend: str, size: int, reps: int, org: Path) -> dict:
     """Write a record of `size` events into the empty database at `url`, then time the queries and `verify`."""
     app = Pmoflow(url, user="alice", handlers={})
     app.db.upgrade()
-    with app.db.transaction() as s:
+    os.environ.setdefault(anchor.KEY_ENV, secrets.token_hex(32))  # verify checks seals, as in an installation
+    with app.db.transaction() as s, audit.organisation_change(s, "bench", str(org)):
         load_people(s, organisation.load(org))
     start = time.perf_counter()
     written = generate(app, size)
+    with app.db.transaction() as s:
+        anchor.seal_existing(s, anchor.find_key(app.db.url)[0])
     if backend == "postgresql":
         with app.db.engine.begin() as conn:
             conn.execute(text("ANALYZE"))
@@ -183,7 +201,10 @@ def measure(url: str, backend: str, size: int, reps: int, org: Path) -> dict:
     times, verdict = timed(app.verify_record, max(1, min(reps, 3)))
     row["verify"] = {"median_ms": statistics.median(times) * 1000,
                      "p90_ms": max(times) * 1000, "rows": verdict["checked_events"],
-                     "ok": verdict["ok"]}
+                     "ok": verdict["ok"], "sealed": verdict["anchoring"]["checked"]}
+    times, verdict = timed(lambda: links(app), max(1, min(reps, 3)))
+    row["links"] = {"median_ms": statistics.median(times) * 1000, "p90_ms": max(times) * 1000,
+                    "rows": row["verify"]["rows"], "ok": verdict["ok"]}
     row["plan"] = {name: plan(app, QUERIES[name]) for name in ("quarter/where", "quarter/override")}
     app.close()
     return row
@@ -204,7 +225,7 @@ def run(sizes: list[int], reps: int, pg_url: str | None) -> dict:
 
 def report(results: dict, sizes: list[int]) -> str:
     lines = []
-    names = [*QUERIES, "verify"]
+    names = [*QUERIES, "verify", "links"]
     for backend, rows in results.items():
         lines.append(f"\n{backend}")
         header = f"{'measure':18}" + "".join(f"{f'{s:,} events':>26}" for s in sizes) + f"{'ratio':>9}"

@@ -171,21 +171,26 @@ def _seal_pending(session: Session) -> None:
     if not pending:
         return
     session.flush()
-    key = writing_key(session)
-    if key is None:
-        return
-    new = 0
-    for instance in pending["instances"].values():
+    if session.get(AuditSeal, KEY_ROW) is None:
+        return  # not sealed (yet): `pmoflow init` with a key seals it
+    heads = []
+    # In id order, so two transactions sealing the same instances lock their seals in the same order.
+    for instance in sorted(pending["instances"].values(), key=lambda i: i.id or 0):
         if _object_session(instance) is session and instance.id is not None:
-            new += _seal(session, key, f"instance/{instance.id}", instance.last_seq, instance.last_hash,
-                         instance_digest(instance))
+            heads.append((f"instance/{instance.id}", instance.last_seq, instance.last_hash,
+                          instance_digest(instance)))
     for stream in sorted(pending["streams"]):
         head = session.execute(select(Event.seq, Event.hash).where(Event.stream == stream)
                                .order_by(Event.seq.desc()).limit(1)).first()
         kind, _, name = stream.partition("/")
         if head is not None:
-            _seal(session, key, stream, head.seq, head.hash, definition_digest(session, name)
-                  if kind == "definition" else "")
+            heads.append((stream, head.seq, head.hash, definition_digest(session, name) if kind == "definition"
+                          else ""))
+    changed = [h for h in heads if _parts(session.get(AuditSeal, h[0]) or AuditSeal(stream=h[0])) != h]
+    if not changed:
+        return  # a transaction that only read (show, task) needs no key
+    key = writing_key(session)
+    new = sum(_seal(session, key, *head) for head in changed)
     if new:
         _count_instances(session, key, new)
 
@@ -223,8 +228,6 @@ def _seal(session: Session, key: Key, stream: str, seq: int, hash_: str, digest:
     if seal is None:
         seal = AuditSeal(stream=stream)
         session.add(seal)
-    elif (seal.seq, seal.hash, seal.digest) == (seq, hash_, digest):
-        return 0
     seal.seq, seal.hash, seal.digest, seal.mac = seq, hash_, digest, key.mac(stream, seq, hash_, digest)
     return int(fresh and stream.startswith("instance/"))
 
@@ -244,8 +247,10 @@ def seal_archived(session: Session, heads: Iterable[dict[str, Any]]) -> None:
     key = writing_key(session)
     if key is None:
         return
-    for head in heads:
-        _seal(session, key, f"instance/{head['instance_id']}", head["last_seq"], head["last_hash"], ARCHIVED)
+    new = sum(_seal(session, key, f"instance/{head['instance_id']}", head["last_seq"], head["last_hash"], ARCHIVED)
+              for head in heads)
+    if new:
+        _count_instances(session, key, new)
 
 
 def instance_digest(instance: Any) -> str:
@@ -334,8 +339,10 @@ def status(session: Session) -> dict[str, Any]:
     if not key.matches(anchor.mac, *_parts(anchor)):
         return {"checked": False, "note": f"anchoring NOT checked: the audit key from {key.source} is not the "
                                           "key this record is sealed with"}
-    return {"checked": True, "note": f"sealed with the audit key since {anchor.digest} (event {anchor.seq + 1} "
-                                     f"on; earlier history is covered by its hash links)"}
+    if anchor.seq == 0:
+        return {"checked": True, "note": f"sealed with the audit key since it began ({anchor.digest})"}
+    return {"checked": True, "note": f"sealed with the audit key since {anchor.digest} (from event {anchor.seq + 1}; "
+                                     "earlier history is vouched for as it stood then, and by its hash links)"}
 
 
 # -- checking the seals ----------------------------------------------------------------------------------------

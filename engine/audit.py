@@ -128,9 +128,16 @@ def fact_value(value: Any) -> str | None:
     (`true`, `false`, `null`, `12`, `2.5`). Strings over 200 characters, objects and lists are not indexed."""
     if isinstance(value, str):
         return value if len(value) <= MAX_FACT_VALUE else None
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or isinstance(value, bool):
+        return _LITERALS[value]
+    if isinstance(value, int):
+        return str(int(value))  # what json.dumps writes, without its cost (verify re-derives every fact)
+    if isinstance(value, float):
         return json.dumps(value)
     return None
+
+
+_LITERALS = {None: "null", True: "true", False: "false"}
 
 
 def payload_facts(payload: Any) -> list[tuple[str, str]]:
@@ -371,7 +378,8 @@ def check(session: Session, instance_id: int | None = None, process_id: str | No
     cover = Coverage(session, where, instance_id, process_id, checkpoint)
     query = select(*_EVENT_COLUMNS).order_by(Event.stream, Event.seq)
     findings, seen = [], set()
-    rows = session.execute((query if where is None else query.where(where)).execution_options(yield_per=5000))
+    rows = session.connection().execute((query if where is None else query.where(where))
+                                        .execution_options(yield_per=5000))
     for stream, chain in itertools.groupby(rows, key=lambda row: row.stream):
         events = list(chain)
         seen.add(stream)

@@ -20,6 +20,7 @@ Problems are (stream, seq, problem); `audit.check` keeps the first per stream, a
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -102,8 +103,8 @@ class Coverage:
             Event, Event.id == EventFact.event_id)
         if where is not None:
             facts = facts.where(where)
-        cursor = session.execute(facts.order_by(Event.stream, Event.seq).execution_options(yield_per=5000))
-        self._facts: Iterator[Any] = iter(cursor)
+        cursor = session.connection().execute(facts.order_by(Event.stream, Event.seq).execution_options(yield_per=5000))
+        self._facts: Iterator[Any] = itertools.chain.from_iterable(cursor.partitions())
         self._next = next(self._facts, None)
 
     # -- the pass ---------------------------------------------------------------------------------------------
@@ -111,9 +112,11 @@ class Coverage:
     def _facts_at(self, stream: str, seq: int) -> set[tuple[str, str]]:
         """The stored facts of one event: the facts rows come in the events' order, so a merge suffices."""
         found = set()
-        while self._next is not None and self._next.stream == stream and self._next.seq == seq:
-            found.add((self._next.key, self._next.value))
-            self._next = next(self._facts, None)
+        row = self._next
+        while row is not None and row[1] == seq and row[0] == stream:
+            found.add((row[2], row[3]))
+            row = next(self._facts, None)
+        self._next = row
         return found
 
     def chain(self, stream: str, events: list[Any], intact: bool) -> None:
@@ -153,7 +156,7 @@ class Coverage:
             due = dues.get((e.payload or {}).get("task_id"))
             late = bool(due) and clock.as_db(e.at) > audit.parse_moment(due, "due")
             by_starter = e.actor == self.instances[instance_id][0]
-        full = audit.facts_of(e, sorted(roles or ()), late=late, by_starter=by_starter, limit=None)
+        full = audit.facts_of(e, roles or (), late=late, by_starter=by_starter, limit=None)
         if roles is None:  # written before the organisation chain began: its roles cannot be re-derived
             stored = {f for f in stored if f[0] != "@role"}
         expected = set(full)

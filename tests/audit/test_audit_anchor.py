@@ -5,6 +5,8 @@ on; organisation changes are a chain of their own. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import re
+import shlex
 import stat
 from pathlib import Path
 
@@ -63,14 +65,16 @@ def test_init_creates_the_configured_key_file(keyed, db_url):
 
 def test_a_sealed_record_refuses_writes_without_its_key(keyed, db_url, monkeypatch):
     app, key = keyed
-    started(app)
+    instance = started(app)
     secret = key.read_text().strip()
     before = sql(app, "SELECT count(*) FROM events")
     monkeypatch.delenv(KEY_FILE)
     refused = cli(db_url, "start", "audit_gate", "--data", '{"project": "Zeus", "score": 3}')
     assert refused.exit_code == 1 and "sealed with an audit key, and no audit key is configured" in refused.stderr
     assert "nothing was changed" in refused.stderr
-    blind = cli(db_url, "audit", "verify")  # reading needs no key, and says what it could not check
+    for reading in (["show", instance], ["task", 1], ["history", instance]):  # reading needs no key
+        assert cli(db_url, *reading).exit_code == 0, reading
+    blind = cli(db_url, "audit", "verify")  # nor does verify, which says what it could not check
     assert blind.exit_code == 0 and "anchoring NOT checked: this record is sealed with an audit key" in blind.stdout
     monkeypatch.setenv(anchor.KEY_ENV, OTHER_KEY)
     wrong = cli(db_url, "start", "audit_gate", "--data", '{"project": "Zeus", "score": 3}')
@@ -113,7 +117,7 @@ def test_a_database_from_the_previous_release_is_sealed_by_init(keyed, db_url, m
     assert f"audit key: created {key}; sealed the record as it stands (1 instances)" in upgraded.stdout
     assert [e["type"] for e in events_of(app, "organisation")] == ["organisation_recorded"]
     ok = cli(db_url, "audit", "verify")
-    assert ok.exit_code == 0 and "earlier history is covered by its hash links" in ok.stdout, ok.stderr
+    assert ok.exit_code == 0 and "earlier history is vouched for as it stood then" in ok.stdout, ok.stderr
     # the spec of a deployment from before has no hash in its event: the seal made at the upgrade covers it
     sql(app, "UPDATE process_definitions SET spec = replace(spec, 'Decide the gate', 'Wave it through')")
     assert_reported(db_url, "definition/audit_gate", "serialized spec (what runs) or start form differs")
@@ -161,3 +165,24 @@ def test_organisation_changes_are_a_chain_with_before_after_and_actor(keyed, db_
     assert same.exit_code == 0 and len(events_of(app, "organisation")) == 2
     sql(app, "DELETE FROM user_roles WHERE user_name = 'frank'")
     assert_reported(db_url, "organisation", "user frank: roles in the database differ")
+
+
+def test_the_readme_lines_on_the_audit_key_run(keyed, db_url, tmp_path):
+    """The README's block on the audit key, with its folders made here."""
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    section = text[text.index("### The audit key"):]
+    block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "media").mkdir()
+    (tmp_path / "archives").mkdir()
+    lines = [line.replace("/media/auditor", str(tmp_path / "media")).replace("/srv/pmo-archives",
+                                                                           str(tmp_path / "archives"))
+             for line in block.splitlines() if line.startswith("pmoflow ")]
+    assert len(lines) == 3
+    for line in lines:
+        args = shlex.split(line, comments=True)[1:]
+        if args == ["init"]:
+            args += ["--org", TEST_ORG]
+        result = cli(db_url, *args)
+        assert result.exit_code == 0, f"{line}: {result.stdout}{result.stderr}"
+        if args[0] == "init":
+            assert f"audit key: created {keyed[1]}" in result.stdout

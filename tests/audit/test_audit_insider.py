@@ -162,3 +162,33 @@ def test_problems_name_the_stream_once(record):
     rewrite(app, f"instance/{done}", keep=2)
     found = problems(app)
     assert set(found) == {f"instance/{done}", f"instance/{open_}"}
+
+
+def test_every_honest_act_keeps_the_record_verifying(record, make_pmo, db_url, tmp_path):
+    """Claims, delegation, administrative acts, a new version and a migration, an archive, an organisation reload:
+    each keeps seals, tasks, facts and roles in step, so verify stays ok with its seals checked."""
+    app, done, open_, task = record
+    carol, alice = make_pmo("carol"), make_pmo("alice")
+    carol.claim(task)
+    carol.unclaim(task)
+    carol.claim(task)
+    carol.delegate(task, "alice")
+    app.suspend(open_, "waiting for the sponsor")
+    app.resume(open_, "the sponsor answered")
+    app.edit_data(open_, {"project": "Hermes II"}, reason="renamed by the board")
+    second = tmp_path / "v2"
+    second.mkdir()
+    for source in GATE.iterdir():
+        (second / source.name).write_text(source.read_text().replace("Gate passed", "Gate passed (v2)"))
+    app.deploy([second])
+    app.migrate(open_, 2, reason="the wording changed")
+    alice.complete([t for t in alice.tasks() if t["instance_id"] == open_][0]["id"], {"gateDecision": "Go"})
+    third = app.start("audit_gate", {"project": "Zeus", "score": 13})["instance_id"]
+    app.terminate(third, "withdrawn")
+    app.archive("2999-01-01", tmp_path / "all.pmoarchive")
+    org = tmp_path / "org.toml"
+    org.write_text(TEST_ORG.read_text().replace('roles = ["Sponsor"]', 'roles = ["Sponsor", "SQA"]'))
+    app.init(org)
+    result = cli(db_url, "audit", "verify", "--archives", tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert "sealed with the audit key since it began" in result.stdout
