@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-workers clean
+.PHONY: demo serve test lint bench bench-workers clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): setup.cfg pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/pmoflow demo
+
+# The web workspace on a demo database at http://127.0.0.1:8080, with the worker; prints the demo passwords.
+serve: $(STAMP)
+	$(BIN)/pmoflow demo --serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -11,7 +11,7 @@ The CLI is a thin layer over this class; the logic lives in `pmoflow.engine.serv
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from pmoflow.engine.services import (
     admin,
     auditing,
     designer,
+    identity,
     installation,
     instances,
     messages,
@@ -57,6 +58,13 @@ class Pmoflow:
     def close(self) -> None:
         self._ctx.close()
 
+    def acting_as(self, user: str | None) -> Pmoflow:
+        """This installation as another user sees it, sharing the database and libraries (closing it closes
+        nothing): what the web server makes for each request's signed-in user."""
+        view = object.__new__(Pmoflow)
+        view._ctx = self._ctx.for_user(user)
+        return view
+
     # -- set-up and identity
     def init(self, org: str | Path | None = None) -> dict[str, Any]:
         return installation.init(self._ctx, org)
@@ -66,6 +74,32 @@ class Pmoflow:
 
     def whoami(self) -> dict[str, Any]:
         return installation.whoami(self._ctx)
+
+    # -- web sign-in: passwords and personal API tokens
+    def set_password(self, user: str, password: str) -> dict[str, Any]:
+        return identity.set_password(self._ctx, user, password)
+
+    def create_token(self, name: str) -> dict[str, Any]:
+        return identity.create_token(self._ctx, name)
+
+    def tokens(self, all_users: bool = False) -> list[dict[str, Any]]:
+        return identity.list_tokens(self._ctx, all_users)
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        return identity.revoke_token(self._ctx, token_id)
+
+    def token_user(self, token: str) -> str | None:
+        return identity.user_for_token(self._ctx, token)
+
+    def sign_in(self, name: str, password: str, client: str | None = None,
+                session_max_age: timedelta | None = None) -> dict[str, Any]:
+        return identity.sign_in(self._ctx, name, password, client, session_max_age)
+
+    def session_user(self, session_id: str) -> str | None:
+        return identity.session_user(self._ctx, session_id)
+
+    def sign_out(self, session_id: str) -> str | None:
+        return identity.sign_out(self._ctx, session_id)
 
     # -- designer's tools
     def validate(self, paths: list[str | Path]) -> list[dict[str, Any]]:

@@ -76,6 +76,14 @@ EVENT_TYPES: dict[str, str] = {
     "organisation_loaded": "an organisation file changed users or roles: source, added, removed (name: roles, "
                            "full_name, email, department), changed (name: before, after)",
     "organisation_recorded": "the users and roles a database held when its organisation chain began: users",
+    "signed_in": "someone signed in to the web workspace: user, client (their address)",
+    "sign_in_failed": "a sign-in was refused: user (the name given), reason (unknown user, no password, wrong "
+                      "password), client; never the password",
+    "sign_in_throttled": "a sign-in was refused unchecked after too many failures: user, client, retry_after",
+    "signed_out": "a web session was ended by its user: user",
+    "password_set": "a user's web password was set (never the password itself): user",
+    "token_created": "a personal API token was made (never the token itself): token_id, name, user",
+    "token_revoked": "a personal API token was revoked: token_id, user",
 }
 ADMIN_TYPES = ("retry", "skip", "suspend", "resume", "terminate", "data_edit", "migrated")
 
@@ -254,6 +262,14 @@ ARCHIVE_STREAM = "archive"
 def add_archive_event(session: Session, actor: str, **payload: Any) -> Event:
     """Moving history out of the database is itself recorded, in the `archive` chain."""
     return _add_stream_event(session, ARCHIVE_STREAM, "", 0, actor, "archived", **payload)
+
+
+IDENTITY_STREAM = "identity"
+
+
+def add_identity_event(session: Session, actor: str, type_: str, **payload: Any) -> Event:
+    """Sign-ins, failed sign-ins, passwords set and API tokens made or revoked: the `identity` chain."""
+    return _add_stream_event(session, IDENTITY_STREAM, "", 0, actor, type_, **payload)
 
 
 ORGANISATION_STREAM = "organisation"

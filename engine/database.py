@@ -133,5 +133,19 @@ class Database:
             raise DatabaseUnavailable(f"the database at {self.safe_url} {state}; run 'pmoflow init' first")
         self._schema_ok = True
 
+    def schema_state(self) -> str:
+        """What a health check reports, asking the database each time: 'current', 'outdated' (run
+        'pmoflow init'), 'missing' (no pmoflow schema) or 'unreachable'."""
+        path = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        if path and path != ":memory:" and not Path(path).exists():
+            return "missing"  # connecting would create an empty file
+        head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        try:
+            with self.engine.connect() as conn:
+                current = MigrationContext.configure(conn).get_current_revision()
+        except OperationalError:
+            return "unreachable"
+        return "current" if current == head else "missing" if current is None else "outdated"
+
     def dispose(self) -> None:
         self.engine.dispose()

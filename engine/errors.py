@@ -44,3 +44,11 @@ class PermissionDenied(PmoflowError):
 
 class DatabaseUnavailable(PmoflowError):
     """The database cannot be reached or is not initialised."""
+
+
+class InvalidForm(InvalidInput):
+    """Submitted data that does not fit its form; `details` lists `field: what is wrong` for every field."""
+
+
+class PreconditionFailed(Conflict):
+    """The caller's copy is stale: an `If-Match` version that is no longer the current one."""

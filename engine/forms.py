@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from pmoflow.engine import limits
-from pmoflow.engine.errors import InvalidInput, InvalidProcess
+from pmoflow.engine.errors import InvalidForm, InvalidInput, InvalidProcess
 
 FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
 
@@ -56,7 +56,7 @@ def validate(schema: dict[str, Any], data: dict[str, Any], name: str) -> None:
     errors = sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     if errors:
         details = [f"{_field(e)}: {e.message}" for e in errors]
-        raise InvalidInput(f"the data does not fit form {name} ({len(details)} error(s))", details)
+        raise InvalidForm(f"the data does not fit form {name} ({len(details)} error(s))", details)
 
 
 def convert_answer(text: str, prop: dict[str, Any]) -> Any:

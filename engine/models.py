@@ -236,3 +236,41 @@ class AuditSeal(Base):
     hash: Mapped[str] = mapped_column(String(64))
     digest: Mapped[str] = mapped_column(String(64))
     mac: Mapped[str] = mapped_column(String(64))
+
+
+class UserCredential(Base):
+    """A user's password for the web workspace, as an Argon2id hash (never the password); see
+    `pmoflow.engine.services.identity`."""
+
+    __tablename__ = "user_credentials"
+
+    user_name: Mapped[str] = mapped_column(ForeignKey("users.name", ondelete="CASCADE"), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    set_at: Mapped[datetime] = mapped_column()
+    set_by: Mapped[str] = mapped_column(String(120))
+
+
+class ApiToken(Base):
+    """A personal API token: `id` is the public prefix shown in listings, `token_hash` the SHA-256 of the whole
+    token (which is shown once, at creation, and stored nowhere). It acts with its user's roles."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    user_name: Mapped[str] = mapped_column(ForeignKey("users.name", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class WebSession(Base):
+    """A signed-in browser session: the SHA-256 of its id (the id itself lives only in the signed cookie), so
+    sign-out and a password change end it on every server, and a database dump holds no usable session."""
+
+    __tablename__ = "web_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(ForeignKey("users.name", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -32,6 +33,14 @@ class Context:
         self.libraries = installed() if libraries is None else libraries
         self.handlers: Mapping[str, Handler] = handlers if handlers is not None else handlers_of(self.libraries)
         self.form_dirs: list[Path] = [folder for library in self.libraries for folder in library.form_dirs]
+        self._owns_db = True
+
+    def for_user(self, name: str | None) -> Context:
+        """The same installation acting as `name`: sharing this context's database (its engine and pool) and
+        libraries, so a web server makes one view per request, never an engine. Closing a view closes nothing."""
+        view = copy.copy(self)
+        view.user, view._owns_db = name, False
+        return view
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
@@ -58,7 +67,8 @@ class Context:
         return user
 
     def close(self) -> None:
-        self.db.dispose()
+        if self._owns_db:
+            self.db.dispose()
 
 
 def instance_row(session: Session, instance_id: int | str) -> ProcessInstance:
