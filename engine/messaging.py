@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
 from SpiffWorkflow.bpmn.util import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.task import Task
@@ -91,22 +92,45 @@ def canonical(values: dict[str, Any]) -> str:
     return json.dumps(values, sort_keys=True, default=str, separators=(",", ":"))
 
 
+def definitions(spec) -> list:
+    """The event definitions a task spec catches or throws. SpiffWorkflow folds an event-based gateway's
+    events, and a start or catch event with several event definitions, into one MultipleEventDefinition:
+    the messages and timers it waits for are inside it, not on the task spec itself."""
+    definition = getattr(spec, "event_definition", None)
+    if isinstance(definition, MultipleEventDefinition):
+        return list(definition.event_definitions)
+    return [definition] if definition is not None else []
+
+
+def message_definitions(spec) -> list[MessageEventDefinition]:
+    return [d for d in definitions(spec) if isinstance(d, MessageEventDefinition)]
+
+
+def awaited(task: Task) -> list[MessageEventDefinition]:
+    """The messages a waiting task still waits for: a parallel-multiple event waits for each of its messages
+    once, so those it has already caught are left out."""
+    seen = {e.event_definition.name for e in task.internal_data.get("seen_events", [])
+            if isinstance(e.event_definition, MessageEventDefinition)}
+    return [d for d in message_definitions(task.task_spec) if d.name not in seen]
+
+
 def waiting_message_tasks(workflow: BpmnWorkflow) -> list[Task]:
-    return [t for t in workflow.get_tasks(state=TaskState.WAITING)
-            if isinstance(getattr(t.task_spec, "event_definition", None), MessageEventDefinition)]
+    return [t for t in workflow.get_tasks(state=TaskState.WAITING) if message_definitions(t.task_spec)]
 
 
-def expected(task: Task) -> tuple[tuple[str, ...], dict[str, Any]]:
-    """A waiting task's correlation properties, and the values of them its (sub)process already holds."""
-    props = tuple(sorted({p.name for p in task.task_spec.event_definition.correlation_properties}))
+def expected(task: Task, definition: MessageEventDefinition | None = None) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """A waiting task's correlation properties (for one of its messages), and the values of them its
+    (sub)process already holds."""
+    definition = definition or message_definitions(task.task_spec)[0]
+    props = tuple(sorted({p.name for p in definition.correlation_properties}))
     known = flat(task.workflow.correlations)
     return props, {p: known[p] for p in props if p in known}
 
 
 def waits_of(workflow: BpmnWorkflow) -> list[Wait]:
     """Every message the workflow (and its subprocesses) waits for, with the values each expects."""
-    return [Wait(task.task_spec.event_definition.name, task.task_spec.bpmn_id, *expected(task))
-            for task in waiting_message_tasks(workflow)]
+    return [Wait(definition.name, task.task_spec.bpmn_id, *expected(task, definition))
+            for task in waiting_message_tasks(workflow) for definition in awaited(task)]
 
 
 def sync_waits(session, instance: ProcessInstance, waits: Iterable[Wait]) -> None:
@@ -171,7 +195,7 @@ def event_for(task: Task, message: Message, evaluate) -> BpmnEvent:
     SpiffWorkflow re-reads each property from the payload when it catches, and a payload without the
     variable raises a bare NameError: check first, and fill a plain-name property from the message's
     values (given with `--correlate`) when the payload lacks it."""
-    definition = task.task_spec.event_definition
+    definition = next(d for d in awaited(task) if d.name == message.name)
     payload, correlations = correlated_payload(definition, message, evaluate)
     # aimed at the receiving task's (sub)process, so a sibling waiting for the same name does not take it too
     return BpmnEvent(definition, payload=payload, correlations=correlations, target=task.workflow)
@@ -203,14 +227,16 @@ def correlated_payload(definition, message: Message, evaluate) -> tuple[Any, dic
 def waiting_task(workflow: BpmnWorkflow, message: Message) -> Task:
     """The task that takes the message: one expecting exactly its values, else one expecting none (several
     subprocesses of one instance may wait for the same name, each with its own values)."""
-    tasks = [t for t in waiting_message_tasks(workflow) if t.task_spec.event_definition.name == message.name]
     exact, open_ = [], []
-    for task in tasks:
-        _, values = expected(task)
-        if not values:
-            open_.append(task)
-        elif all(message.correlation.get(p) == v for p, v in values.items()):
-            exact.append(task)
+    for task in waiting_message_tasks(workflow):
+        for definition in awaited(task):
+            if definition.name != message.name:
+                continue
+            _, values = expected(task, definition)
+            if not values:
+                open_.append(task)
+            elif all(message.correlation.get(p) == v for p, v in values.items()):
+                exact.append(task)
     if not exact and not open_:
         raise NotFound(f"{message.describe()}: the receiver no longer waits for it")
     return (exact or open_)[0]

@@ -168,7 +168,7 @@ class _Xml:
     def __post_init__(self) -> None:
         parser = etree.XMLParser(resolve_entities=False, no_network=True)
         for name, text in sorted(self.sources.items()):
-            if not name.endswith(".bpmn") or "/" in name:
+            if not name.endswith((".bpmn", ".bpmn20.xml")) or "/" in name:
                 continue
             root = etree.fromstring(text.encode(), parser)
             for el in root.iter():

@@ -36,7 +36,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.dmn.parser.BpmnDmnParser import SCHEMAS as DMN_SCHEMAS
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
-from pmoflow.engine import forms
+from pmoflow.engine import forms, model_code
 from pmoflow.engine.errors import InvalidProcess
 from pmoflow.engine.limits import column_length
 from pmoflow.engine.models import HumanTask, MessageWait, ProcessSchedule, TaskCandidate
@@ -47,6 +47,7 @@ SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
 NS = {"bpmn": BPMN_NS, "spiffworkflow": SPIFF_NS}
 RESERVED_IDS = {"Start", "End"}
 MODEL_FILE = "process_model.json"  # the SpiffWorkflow modeler's process-model description
+KINDS = {".bpmn": "bpmn", ".bpmn20.xml": "bpmn", ".dmn": "dmn"}  # what a file holds, by the end of its name
 FORM_PROPERTIES = ("formJsonSchemaFilename", "formUiSchemaFilename")
 UNQUOTED_TIMER = re.compile(r"^\s*(R\d*/)?P[0-9TWYMDHS.,]+\s*$|^\s*\d{4}-\d\d-\d\d(T[0-9:.+\-Z]*)?\s*$")
 MAX_XSD_FINDINGS = 50  # per file: a file that is not BPMN at all would otherwise list thousands
@@ -244,15 +245,15 @@ def _collect(paths: list[str | Path]) -> list[_Unit]:
         if path.is_file() and path.name == MODEL_FILE:
             path = path.parent
         if path.is_dir():
-            files = sorted(f for f in path.iterdir() if f.suffix in (".bpmn", ".dmn") and not f.is_dir())
+            files = sorted(f for f in path.iterdir() if kind_of(f) and not f.is_dir())
             if (path / MODEL_FILE).is_file():
                 units.append(_Unit(files=files, model=_Model(folder=path, file=path / MODEL_FILE)))
             else:
                 loose.files.extend(files)
-        elif path.suffix in (".bpmn", ".dmn"):
+        elif kind_of(path):
             loose.files.append(path)
         else:
-            raise InvalidProcess(f"{path}: not a .bpmn or .dmn file")
+            raise InvalidProcess(f"{path}: not a .bpmn, .bpmn20.xml or .dmn file")
     if loose.files:
         units.insert(0, loose)
     if not any(unit.files or unit.model for unit in units):
@@ -265,10 +266,15 @@ def _collect(paths: list[str | Path]) -> list[_Unit]:
     return units
 
 
+def kind_of(path: Path) -> str | None:
+    """'bpmn' for a .bpmn or .bpmn20.xml file (as Camunda and other modelers save BPMN 2.0), 'dmn' for .dmn."""
+    return next((kind for end, kind in KINDS.items() if path.name.lower().endswith(end)), None)
+
+
 def collect_files(paths: list[str | Path]) -> tuple[list[Path], list[Path]]:
     """BPMN and DMN files named directly or found (not recursively) in named folders."""
     files = [f for unit in _collect(paths) for f in unit.files]
-    return [f for f in files if f.suffix == ".bpmn"], [f for f in files if f.suffix == ".dmn"]
+    return [f for f in files if kind_of(f) == "bpmn"], [f for f in files if kind_of(f) == "dmn"]
 
 
 def _read_text(path: Path) -> tuple[bytes, str | None]:
@@ -282,7 +288,7 @@ def _read_text(path: Path) -> tuple[bytes, str | None]:
 
 
 def _load(path: Path, report: _Report) -> _Source:
-    src = _Source(path=path, kind=path.suffix.lstrip("."))
+    src = _Source(path=path, kind=kind_of(path) or "bpmn")
     try:
         data, src.text = _read_text(path)
     except OSError as exc:
@@ -413,6 +419,7 @@ def _check_root_and_schema(ctx: _Context, src: _Source) -> bool:
                           f"namespace {qname.namespace or '(none)'}",
                           f"a BPMN 2.0 file starts with <bpmn:definitions xmlns:bpmn=\"{BPMN_NS}\">")
             return False
+        _drop_stray_flows(ctx, src)
         VALIDATOR.preprocess(src.doc)
         schema, kind = VALIDATOR.validator, "BPMN"
     else:
@@ -439,13 +446,65 @@ def _check_root_and_schema(ctx: _Context, src: _Source) -> bool:
     return False
 
 
+def _drop_stray_flows(ctx: _Context, src: _Source) -> None:
+    """A sequence flow without a source or a target (or naming an element that is not there) is what a modeler
+    leaves when a connection is dropped half-drawn: nothing can run along it, so it is a warning and is left
+    out of what SpiffWorkflow and the schema see (the stored file keeps it)."""
+    ids = {el.get("id") for el in src.root.iter(etree.Element) if el.get("id")}
+    for flow in list(src.root.iter(f"{{{BPMN_NS}}}sequenceFlow")):
+        ends = [flow.get("sourceRef"), flow.get("targetRef")]
+        if all(end and end in ids for end in ends):
+            continue
+        missing = " and ".join(what for what, end in zip(("source", "target"), ends, strict=True)
+                               if not end or end not in ids)
+        ctx.report.at(src, flow, "warning", f"the sequence flow has no {missing}: it is ignored",
+                      "connect it in the modeler, or delete it", element_id=flow.get("id"))
+        for ref in src.root.iter(f"{{{BPMN_NS}}}incoming", f"{{{BPMN_NS}}}outgoing"):
+            if (ref.text or "").strip() == flow.get("id"):
+                ref.getparent().remove(ref)
+        flow.getparent().remove(flow)
+
+
 _DMN_VALIDATORS: dict[str, etree.XMLSchema] = {}
 
 
 def _dmn_schema(xsd: str) -> etree.XMLSchema:
     if xsd not in _DMN_VALIDATORS:
-        _DMN_VALIDATORS[xsd] = BpmnValidator(xsd).validator
+        try:
+            _DMN_VALIDATORS[xsd] = BpmnValidator(xsd).validator
+        except etree.XMLSchemaParseError:
+            _DMN_VALIDATORS[xsd] = _schema_with_stub_di(xsd)
     return _DMN_VALIDATORS[xsd]
+
+
+# SpiffWorkflow 3.2 bundles, as DMNDI12.xsd, a copy of the generic DI schema (namespace .../DI/) instead of
+# DMN 1.2's diagram interchange (.../DMNDI/), so its DMN 1.2 schema does not compile, though SpiffWorkflow parses
+# DMN 1.2 files (the Camunda and SpiffWorkflow modelers' default) without it. Everything but the diagram is
+# still checked: the DMNDI import is answered with a stub that takes any diagram content unchecked.
+_DMNDI_STUB = """<xsd:schema xmlns:xsd="http://www.w3.org/2001/XMLSchema" elementFormDefault="qualified"
+  targetNamespace="{namespace}"><xsd:element name="DMNDI"><xsd:complexType><xsd:sequence>
+  <xsd:any namespace="##any" processContents="skip" minOccurs="0" maxOccurs="unbounded"/></xsd:sequence>
+  <xsd:anyAttribute processContents="skip"/></xsd:complexType></xsd:element></xsd:schema>"""
+
+
+class _StubDiagramSchema(etree.Resolver):
+    def __init__(self, location: str, namespace: str) -> None:
+        super().__init__()
+        self.location, self.namespace = location, namespace
+
+    def resolve(self, url, pubid, context):
+        if url and url.endswith(self.location):
+            return self.resolve_string(_DMNDI_STUB.format(namespace=self.namespace), context)
+        return None
+
+
+def _schema_with_stub_di(xsd: str) -> etree.XMLSchema:
+    doc = etree.parse(xsd)
+    imports = doc.getroot().findall("{http://www.w3.org/2001/XMLSchema}import")
+    [di] = [i for i in imports if (i.get("namespace") or "").endswith("/DMNDI/")]
+    parser = etree.XMLParser()
+    parser.resolvers.add(_StubDiagramSchema(di.get("schemaLocation"), di.get("namespace")))
+    return etree.XMLSchema(etree.parse(xsd, parser))
 
 
 def _element_for(src: _Source, line: int, message: str):
@@ -507,7 +566,12 @@ def _compile_text(ctx: _Context, src: _Source, el, mode: str, what: str, script_
 
 def _compile(ctx: _Context, src: _Source, el, text: str, mode: str, what: str, start: tuple[int, int],
              script_format: str = "") -> bool:
-    """Compile an expression or script as the sandbox will; report a failure at its line in the file."""
+    """Compile an expression or script as the sandbox will; report a failure at its line in the file, and every
+    call the sandbox would refuse when it runs (model_code)."""
+    for refusal in model_code.refusals(text, mode):
+        line, column = refusal.line, refusal.column + 1
+        ctx.report.at(src, el, "error", f"{what}: {refusal.message}",
+                      position=(start[0] + line - 1, start[1] + column - 1 if line == 1 else column))
     try:
         compile_script(text, mode)
         return True
@@ -981,7 +1045,7 @@ def check(paths: list[str | Path], handlers: set[str] | None = None, roles: Iter
     for unit in units:
         if unit.model is not None:
             _read_model(unit.model, report)
-            if not any(f.suffix == ".bpmn" for f in unit.files):
+            if not any(kind_of(f) == "bpmn" for f in unit.files):
                 report.add(unit.model.file, 1, 1, "error", None, "the process model folder holds no .bpmn file")
         for path in unit.files:
             src = _load(path, report)

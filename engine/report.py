@@ -106,7 +106,7 @@ def _flows(bpmn_xml: str | None) -> list[tuple[str, str, str, str]]:
 def bpmn_source(sources: dict[str, str], process_id: str) -> tuple[str | None, str | None]:
     """(file name, text) of the deployed BPMN file that defines `process_id`."""
     for name, text in sorted(sources.items()):
-        if not name.endswith(".bpmn") or name.startswith("forms/"):
+        if not name.endswith((".bpmn", ".bpmn20.xml")) or name.startswith("forms/"):
             continue
         try:
             root = _parse_xml(text)

@@ -81,7 +81,11 @@ process_model_test_runner_service.py), each because pmoflow runs processes diffe
   unknown case key, data for a task that takes none (a gateway, a business rule task) or an entry that is not an
   object fails the case instead of being ignored; so do entries left over at the end.
 * Human task data is validated against the task's form and replaces top-level keys (``dict.update``, as
-  ``pmoflow complete`` does) instead of being deep-merged; mocks are merged the same way.
+  ``pmoflow complete`` does) instead of being deep-merged; mocks are merged the same way. As with ``complete``,
+  a field the form does not declare passes only when it repeats the task data unchanged (recorded test data
+  echoes the task's data back; the field is dropped), ``null`` passes for an optional field, choices named by
+  ``options_from_task_data_var:NAME`` come from the task's data, and a user task's
+  ``spiffworkflow:variableName`` puts the whole submission under that name.
 * Unlisted service tasks call the registered handler (see above) instead of failing; a mocked service task's
   parameter expressions are still evaluated (an error in them fails the case), only the handler call is replaced.
 * Parallel human tasks are completed in the order they became ready (the engine's order), not tree order.
@@ -159,8 +163,8 @@ def discover(paths: list[str | Path]) -> list[tuple[Path, Path]]:
         if path.is_dir():
             for test_file in sorted(path.glob(f"{TEST_PREFIX}*.json")):
                 found.setdefault(test_file, bpmn_for(test_file))
-        elif path.suffix == ".bpmn":
-            test_file = path.with_name(f"{TEST_PREFIX}{path.stem}.json")
+        elif parser.kind_of(path) == "bpmn":
+            test_file = path.with_name(f"{TEST_PREFIX}{_base_name(path)}.json")
             if not test_file.is_file():
                 raise InvalidInput(f"{path}: no test file {test_file.name} next to it")
             found.setdefault(test_file, path)
@@ -174,8 +178,16 @@ def discover(paths: list[str | Path]) -> list[tuple[Path, Path]]:
 
 
 def bpmn_for(test_file: Path) -> Path:
-    """spiff-arena's naming: `test_<name>.json` tests `<name>.bpmn` in the same folder."""
-    return test_file.with_name(test_file.stem[len(TEST_PREFIX):] + ".bpmn")
+    """spiff-arena's naming: `test_<name>.json` tests `<name>.bpmn` (or `<name>.bpmn20.xml`) in the same folder."""
+    name = test_file.stem[len(TEST_PREFIX):]
+    plain = test_file.with_name(name + ".bpmn")
+    other = test_file.with_name(name + ".bpmn20.xml")
+    return other if other.is_file() and not plain.is_file() else plain
+
+
+def _base_name(bpmn_file: Path) -> str:
+    """A BPMN file's name without its ending (.bpmn or .bpmn20.xml)."""
+    return bpmn_file.name[:-len(".bpmn20.xml")] if bpmn_file.name.lower().endswith(".bpmn20.xml") else bpmn_file.stem
 
 
 # -- the process under test -------------------------------------------------------------------------------
@@ -245,7 +257,7 @@ def _related_files(bpmn_file: Path) -> list[Path]:
     folder = bpmn_file.parent
     defined: dict[str, Path] = {}
     called: dict[Path, set[str]] = {}
-    for file in sorted(folder.glob("*.bpmn")):
+    for file in sorted(f for f in folder.iterdir() if parser.kind_of(f) == "bpmn"):
         try:
             root = etree.parse(str(file), etree.XMLParser(resolve_entities=False)).getroot()
         except (etree.XMLSyntaxError, OSError):
@@ -387,7 +399,7 @@ class Plan:
             if entries is not None and entries.data:
                 entries.used = 1
                 entry = copy.deepcopy(entries.data[0] or {})  # entries of a start event are objects
-            _validate(self.model, start.form, entry, f"start event {start.label}")
+            entry = _validate(self.model, start.form, entry, f"start event {start.label}")
         return entry
 
 
@@ -403,22 +415,19 @@ def _check_keys(data: dict[str, Any], mocked: set[str], where: str) -> None:
                           f"underscore)")
 
 
-def _validate(model: Model, form: str | None, data: dict[str, Any], where: str) -> None:
-    """Check a submission as `pmoflow complete` does: only the form's fields, and the form's rules."""
+def _validate(model: Model, form: str | None, data: dict[str, Any], where: str,
+              task_data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Check a submission as `pmoflow complete` does (forms.submission: the form's fields and rules; task data
+    echoed back unchanged is dropped, a null optional field passes); return what it stores."""
     if form is None:
         extra = sorted(set(data) & ROUTING_KEYS)
         if extra:
             raise CaseFailure(f"{where}: a task without a form may not set {', '.join(extra)}")
-        return
+        return data
     try:
-        schema = model.schema(form)
+        return forms.submission(model.schema(form), data, form, task_data)
     except InvalidProcess as exc:
         raise CaseFailure(f"{where}: {exc.message}") from None
-    extra = sorted(set(data) - set(schema.get("properties", {})))
-    if extra:
-        raise CaseFailure(f"{where}: form {form} does not ask for {', '.join(extra)}")
-    try:
-        forms.validate(schema, data, form)
     except InvalidInput as exc:
         raise CaseFailure("\n  ".join([f"{where}: {exc.message}", *exc.details])) from None
 
@@ -545,9 +554,9 @@ class CaseRun:
             visit = (entries.used + 1) if entries is not None else 1
             data = (self.plan.take(task, "task") if available else None) or {}  # a task's entries are objects
             where = f"task {label}, visit {visit}"
-            _validate(self.model, _form(task), data, where)
+            data = _validate(self.model, _form(task), data, where, task.data)
             self.last = f"task {label}"
-            task.data.update(data)
+            task.data.update(forms.landing(task.task_spec, data))
             try:
                 task.run()
             except CaseFailure:

@@ -136,7 +136,7 @@ def diagram(ctx: Context, process_id: str, version: int | None = None) -> str:
 def bpmn_source(definition: ProcessDefinition, process_id: str) -> str:
     """The stored BPMN file that defines the process."""
     for name, text in definition.sources.items():
-        if name.endswith(".bpmn") and f'id="{process_id}"' in text:
+        if name.endswith((".bpmn", ".bpmn20.xml")) and f'id="{process_id}"' in text:
             return text
     raise NotFound(f"the BPMN source of {process_id} v{definition.version} is not stored")
 

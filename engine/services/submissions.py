@@ -34,27 +34,22 @@ def refuse_routing(values: dict[str, Any]) -> None:
                            "re-route the open tasks: delegate the task instead")
 
 
-def validate_form(definition: ProcessDefinition, form: str | None, data: dict[str, Any]) -> None:
-    """Check data against the form stored with the definition (or, with no form, refuse routing keys)."""
+def validate_form(definition: ProcessDefinition, form: str | None, data: dict[str, Any],
+                  task_data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Check data against the form stored with the definition (or, with no form, refuse routing keys); return
+    what the submission stores (forms.submission: echoed task data is dropped, choices come from `task_data`)."""
     if form is None:
-        return only_declared(data, None, None)
+        only_declared(data)
+        return data
     text = definition.sources.get(f"forms/{form}")
     if text is None:
         raise InvalidInput(f"form {form} is missing from {definition.process_id} v{definition.version}")
-    schema = forms.load_schema(text, form)
-    only_declared(data, schema, form)
-    forms.validate(schema, data, form)
+    return forms.submission(forms.load_schema(text, form), data, form, task_data)
 
 
-def only_declared(data: dict[str, Any], schema: dict[str, Any] | None, form: str | None) -> None:
-    """Submitted data may carry only what the form asks for: anything else could rewrite the keys a
-    process routes with (lane_owners, lane_roles, approval queues...). Without a form, routing keys are
-    refused."""
-    if schema is None:
-        extra = sorted(set(data) & ROUTING_KEYS)
-        where = "a task without a form"
-    else:
-        extra = sorted(set(data) - set(schema.get("properties", {})))
-        where = f"form {form}"
+def only_declared(data: dict[str, Any]) -> None:
+    """A task without a form takes any data but the routing keys: they could redirect who gets the next tasks.
+    (With a form, only what it asks for: forms.submission.)"""
+    extra = sorted(set(data) & ROUTING_KEYS)
     if extra:
-        raise InvalidInput(f"{where} does not ask for: {', '.join(extra)}; remove these fields")
+        raise InvalidInput(f"a task without a form does not ask for: {', '.join(extra)}; remove these fields")

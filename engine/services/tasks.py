@@ -107,10 +107,10 @@ def complete(ctx: Context, task_id: int | str, data: dict[str, Any] | None = Non
         row, user, instance = _open_task(ctx, session, task_id)
         _check_may_take(row, user)
         run = load_run(ctx, session, instance, user.name)
-        validate_form(run.definition, row.form, data)
         spiff_task = runtime.find_task(run.workflow, row.spiff_task_id)
         if spiff_task is None or not spiff_task.has_state(runtime.TaskState.READY):
             raise Conflict(f"task {row.id} is no longer waiting for input")
+        data = validate_form(run.definition, row.form, data, spiff_task.data)
         checks = _check_duties(session, row, spiff_task, user, instance)
         row.assignee = user.name
         row.completed_by, row.completed_at = user.name, clock.db_now()

@@ -136,14 +136,15 @@ def test_invalid_form_data_fails_naming_the_field(tmp_path):
     bad_start = shipped("intake_rejects_the_request")
     bad_start["tasks"]["project_initiation:start_request"]["data"][0]["targetEnd"] = "31/12/2027"
     extra = shipped("intake_rejects_the_request")
-    extra["tasks"]["intake_review"]["data"][0]["riskLevel"] = "Low"
+    extra["tasks"]["intake_review"]["data"][0]["riskLevel"] = "Changed"  # undeclared, and not what the data holds
     results = run_tests([initiation_dir(tmp_path, {"bad_approval": case, "bad_start": bad_start, "extra": extra})])
     message = failure(results, "bad_approval")
     assert message.startswith("task approve_charter (")
     assert "visit 1: the data does not fit form charter-approval.schema.json" in message
     assert "\n  conditions:" in message
     assert "\n  targetEnd:" in failure(results, "bad_start")
-    assert failure(results, "extra").endswith("form intake-review.schema.json does not ask for riskLevel")
+    assert failure(results, "extra").endswith("form intake-review.schema.json does not ask for: riskLevel; "
+                                              "remove these fields")
 
 
 def test_a_script_error_fails_with_the_task_line_and_message(tmp_path):
