@@ -66,20 +66,24 @@ def _with_options(schema: Any, task_data: dict[str, Any] | None, name: str) -> A
     result = {}
     for key, value in schema.items():
         source = option_source(value) if key in OPTION_KEYWORDS else None
-        result[key] = _with_options(value, task_data, name) if source is None else \
-            _options(key, source, task_data, name)
+        if source is None:
+            result[key] = _with_options(value, task_data, name)
+        elif key == "items":  # item schemas by position: draft 2020-12 spells rjsf's array-valued items so
+            result["prefixItems"] = _options(key, source, task_data, name)
+        else:
+            result[key] = _options(key, source, task_data, name)
     return result
 
 
 def _options(keyword: str, source: str, task_data: dict[str, Any] | None, name: str) -> Any:
     if task_data is None:
-        return {"items": True}.get(keyword, [True] if keyword != "enum" else [source])
+        return [source] if keyword == "enum" else [True]
     options = task_data.get(source)
     if not isinstance(options, list):
         raise InvalidInput(f"form {name} takes its choices from the task data '{source}', which is "
                            f"{'missing' if source not in task_data else 'not a list'}")
     if keyword == "items":
-        return {"prefixItems": options} if options else True
+        return options
     values = [o.get("value") if isinstance(o, dict) else o for o in options]
     if keyword == "enum":
         return values

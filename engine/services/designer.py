@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pmoflow.engine import audit, clock, forms, parser, runtime, scenario, serialization
+from pmoflow.engine import audit, clock, parser, runtime, scenario, serialization
 from pmoflow.engine import schedules as start_timers
 from pmoflow.engine.errors import DatabaseUnavailable, NotFound, PmoflowError
 from pmoflow.engine.models import ProcessDefinition, ProcessSchedule, UserRole
@@ -59,12 +59,9 @@ def deploy_as(ctx: Context, paths: list[str | Path], actor: str) -> list[dict[st
 
 
 def _parse(ctx: Context, paths: list[str | Path]) -> list[parser.ParsedProcess]:
-    parsed = parser.parse(paths, handlers=set(ctx.handlers), form_dirs=ctx.form_dirs)
-    for process in parsed:
-        for name, text in process.sources.items():
-            if name.startswith("forms/"):
-                forms.load_schema(text, name)
-    return parsed
+    # parse() checks each JSON Schema form and each UI schema as what it is (a UI schema is no JSON Schema:
+    # its keys are field names, so a field called "description" would fail the meta-schema)
+    return parser.parse(paths, handlers=set(ctx.handlers), form_dirs=ctx.form_dirs)
 
 
 def _deploy_one(session: Session, process: parser.ParsedProcess, actor: str) -> dict[str, Any]:
