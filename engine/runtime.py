@@ -27,7 +27,7 @@ from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
-from pmoflow.engine import clock, messaging, serialization
+from pmoflow.engine import clock, forms, messaging, serialization
 from pmoflow.engine.audit import InstanceLog
 from pmoflow.engine.errors import InstanceError
 from pmoflow.engine.models import HumanTask, ProcessDefinition, ProcessInstance, TaskCandidate
@@ -204,7 +204,7 @@ class Run:
         self.advance()
 
     def complete_human_task(self, spiff_task: Task, data: dict[str, Any]) -> None:
-        spiff_task.data.update(data)
+        spiff_task.data.update(forms.landing(spiff_task.task_spec, data))
         self.completed_ids.add(str(spiff_task.id))
         try:
             spiff_task.run()
@@ -421,21 +421,24 @@ def _enter_at(workflow: BpmnWorkflow, bpmn_id: str) -> None:
 
 
 def start_events(session, definition: ProcessDefinition, kind: type) -> list[tuple[str, Any]]:
-    """The process's start events whose event definition is a `kind`: (bpmn id, event definition)."""
-    return [(t.bpmn_id, t.event_definition) for t in start_event_specs(session, definition, kind)]
+    """The process's start events with an event definition of `kind` (one with several, each of them):
+    (bpmn id, event definition)."""
+    return [(t.bpmn_id, d) for t in start_event_specs(session, definition, kind)
+            for d in messaging.definitions(t) if isinstance(d, kind)]
 
 
 def start_event_specs(session, definition: ProcessDefinition, kind: type) -> list[Any]:
     spec, _ = specs_of(session, definition)
     return [t for t in spec.task_specs.values()
-            if isinstance(t, StartEvent) and isinstance(getattr(t, "event_definition", None), kind)]
+            if isinstance(t, StartEvent) and any(isinstance(d, kind) for d in messaging.definitions(t))]
 
 
 def check_message_start(session, definition: ProcessDefinition, bpmn_id: str, message: messaging.Message) -> None:
     """Refuse a message a start event would not take, before any instance exists for it."""
     [spec] = [s for s in start_event_specs(session, definition, MessageEventDefinition) if s.bpmn_id == bpmn_id]
     messaging.check_payload(spec, message, definition.sources)
-    messaging.correlated_payload(spec.event_definition, message, SandboxScriptEngine({}).environment.evaluate)
+    event = next(d for d in messaging.message_definitions(spec) if d.name == message.name)
+    messaging.correlated_payload(event, message, SandboxScriptEngine({}).environment.evaluate)
 
 
 def call_path(task: Task) -> list[dict[str, Any]]:
@@ -486,7 +489,7 @@ def message_events(session, definition: ProcessDefinition) -> list[Any]:
     if found is None:
         spec, subprocess_specs = specs_of(session, definition)
         found = [t for s in (spec, *subprocess_specs.values()) if s is not None for t in s.task_specs.values()
-                 if isinstance(getattr(t, "event_definition", None), MessageEventDefinition)]
+                 if messaging.message_definitions(t)]
         _MESSAGE_EVENTS.put(key, found)
     return found
 
@@ -498,7 +501,7 @@ def catches_messages(session, definition: ProcessDefinition) -> bool:
 
 def message_names(session, definition: ProcessDefinition) -> set[str]:
     """The names of every message the process sends or waits for."""
-    return {t.event_definition.name for t in message_events(session, definition)}
+    return {d.name for t in message_events(session, definition) for d in messaging.message_definitions(t)}
 
 
 def performers(session, instance_id: int, task: Task, bpmn_id: str) -> set[str]:
@@ -566,14 +569,24 @@ def _timer_value(value: Any) -> datetime | None:
     return None
 
 
-TIMER_EVENT_TYPES = {"TimeDateEventDefinition", "DurationTimerEventDefinition", "CycleTimerEventDefinition"}
-
-
 def next_due(workflow: BpmnWorkflow) -> datetime | None:
     """The earliest time a waiting timer of this workflow comes due, for the worker's index."""
-    times = [_timer_value(e.value) for e in workflow.waiting_events() if e.event_type in TIMER_EVENT_TYPES]
+    times = [_task_timer_due(t) for t in workflow.event_manager.tasks.values()]
     times = [t for t in times if t is not None]
     return min(times) if times else None
+
+
+def _task_timer_due(task: Task) -> datetime | None:
+    """When a waiting task's timer comes due. An event-based gateway (or an event with several definitions)
+    holds its timer inside a MultipleEventDefinition, whose own `details` carry no time: SpiffWorkflow keeps
+    the timer's due time in the task's `event_value` all the same (one per task: with two timers in one
+    gateway, the first one evaluated sets it for both)."""
+    if not any(isinstance(d, TimerEventDefinition) for d in messaging.definitions(task.task_spec)):
+        return None
+    value = task.internal_data.get("event_value")
+    if isinstance(value, dict):  # a cycle timer: its next occurrence, while cycles remain
+        value = value.get("next") if value.get("cycles") != 0 else None
+    return _timer_value(value)
 
 
 def _due(task: Task) -> datetime | None:
