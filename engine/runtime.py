@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import socket
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -26,14 +26,38 @@ from SpiffWorkflow.spiff.specs.mixins.service_task import ServiceTask
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from pmoflow.engine import clock, forms, messaging, serialization
 from pmoflow.engine.audit import InstanceLog
-from pmoflow.engine.errors import InstanceError
+from pmoflow.engine.errors import InstanceError, PmoflowError
 from pmoflow.engine.models import HumanTask, ProcessDefinition, ProcessInstance, TaskCandidate
 from pmoflow.engine.notifications import record as record_notifications
 from pmoflow.engine.scripting import Handler, SandboxScriptEngine
 from pmoflow.engine.workflow import PmoflowWorkflow
+
+MAX_STEPS_ENV = "PMOFLOW_MAX_ENGINE_STEPS"
+DEFAULT_MAX_STEPS = 10_000
+
+
+def max_engine_steps() -> int:
+    """How many engine steps an instance may take in a row without waiting (PMOFLOW_MAX_ENGINE_STEPS)."""
+    try:
+        return max(1, int(os.environ.get(MAX_STEPS_ENV, DEFAULT_MAX_STEPS)))
+    except ValueError:
+        return DEFAULT_MAX_STEPS
+
+
+class _OwnFailure(Exception):
+    """pmoflow's own bookkeeping failed during an engine step: carried through SpiffWorkflow untouched."""
+
+    def __init__(self, original: Exception) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
+class StateUnusable(InstanceError):
+    """An instance whose stored state cannot be loaded: no command can run it (`put_in_error` marks it)."""
 
 
 class LruCache(OrderedDict):
@@ -90,6 +114,7 @@ class Run:
         self.workflow = workflow or self._load()
         self.workflow.script_engine = self.engine
         self.completed_ids: set[str] = set()
+        self.steps, self._current, self.cacheable = 0, None, True
         self.outbox: list[messaging.Message] = []  # messages sent to other instances, delivered by the caller
         self.start_due: str | None = None
         session.info.setdefault("runs", []).append(self)
@@ -125,17 +150,21 @@ class Run:
         cached = _CACHE.pop(self.cache_key, None)
         if cached and cached[0] == self.instance.lock_version:
             return cached[1]
-        return serialization.load_state(self.instance.state, specs_of(self.session, self.definition))
+        try:
+            return serialization.load_state(self.instance.state, specs_of(self.session, self.definition))
+        except (SQLAlchemyError, PmoflowError):
+            raise
+        except Exception as exc:  # noqa: BLE001 (corrupt or foreign JSON, a type the registry does not know ...)
+            raise StateUnusable(f"instance {self.instance_id}: its stored state cannot be loaded "
+                                f"({type(exc).__name__}: {exc})") from exc
 
     # -- running --------------------------------------------------------------------------------------
 
     def advance(self) -> None:
         """Run engine steps until only human tasks, timers or messages remain; record what happened."""
-        try:
-            self.workflow.refresh_timers()
-            self.workflow.do_engine_steps(did_complete_task=self._engine_task_done)
-        except (WorkflowTaskException, SpiffWorkflowException) as exc:
-            self._fail(exc)
+        self.steps = 0  # engine steps since the instance last waited (for a person, a timer or a message)
+        self._attempt(lambda: (self.workflow.refresh_timers(), self.workflow.do_engine_steps(
+            will_complete_task=self._engine_task_starting, did_complete_task=self._engine_task_done)))
         self._collect_messages(self.workflow.last_task)
         self._guard_completion()
 
@@ -163,9 +192,10 @@ class Run:
                 task.internal_data["event_value"] = {"cycles": 1, "next": clock.timer_now().isoformat(),
                                                      "duration": 0.0}
         with clock.timers_at(datetime.max.replace(tzinfo=UTC) - timedelta(days=1)):
-            self.workflow.refresh_timers()
-            self.workflow.refresh_timers()  # a fired cycle completes on the refresh after
-        self.advance()
+            fired = self._attempt(lambda: (self.workflow.refresh_timers(),
+                                           self.workflow.refresh_timers()))  # a fired cycle completes on the next
+        if fired:
+            self.advance()
 
     def fail_send(self, message: messaging.Message, refusal: Exception) -> None:
         """A message that could not be delivered puts its sender in error at the task that sent it, so a
@@ -194,24 +224,46 @@ class Run:
         parent, recorded = task.parent, task.parent.data
         parent.data = {**recorded, **data}  # the reset re-inherits (and may re-evaluate) the parent's data
         try:
-            self.workflow.reset_from_task_id(task.id)
-            task.data.update(data)
-        except (WorkflowTaskException, SpiffWorkflowException) as exc:
-            self._fail(exc)
-            return
+            reset = self._attempt(lambda: (self.workflow.reset_from_task_id(task.id), task.data.update(data)))
         finally:
             parent.data = recorded  # what the earlier task recorded stays as it was
-        self.advance()
+        if reset:
+            self.advance()
 
     def complete_human_task(self, spiff_task: Task, data: dict[str, Any]) -> None:
         spiff_task.data.update(forms.landing(spiff_task.task_spec, data))
         self.completed_ids.add(str(spiff_task.id))
+        self._current = spiff_task
+        if self._attempt(spiff_task.run):
+            self.advance()
+
+    def _attempt(self, step: Callable[[], Any]) -> bool:
+        """Take a step of the workflow. Whatever model code, SpiffWorkflow or a limit raised puts the instance in
+        error at the task it happened in (False), so no script can crash a command or stop the worker; errors
+        of the database and pmoflow's own refusals are not the instance's, and propagate."""
         try:
-            spiff_task.run()
+            step()
+            return True
+        except (SQLAlchemyError, PmoflowError):
+            raise
+        except _OwnFailure as failure:
+            raise failure.original from None
         except (WorkflowTaskException, SpiffWorkflowException) as exc:
             self._fail(exc)
-            return
-        self.advance()
+        except Exception as exc:  # noqa: BLE001 (an OverflowError of a far timer, a RecursionError ...)
+            task = _raising_task(exc) or self._current
+            self._fail(WorkflowTaskException(f"{type(exc).__name__}: {exc}", task=task, exception=exc))
+        return False
+
+    def _engine_task_starting(self, task: Task) -> None:
+        """Count engine steps: a cycle of gateways and scripts that never waits is an error, not a hang."""
+        self._current = task
+        self.steps += 1
+        limit = max_engine_steps()
+        if self.steps > limit:
+            raise WorkflowTaskException(
+                f"more than {limit:,} engine steps in a row without waiting for a person, a timer or a message: "
+                f"is there an endless loop? (set {MAX_STEPS_ENV} to change the limit)", task=task)
 
     def _fail(self, exc: Exception) -> None:
         task = getattr(exc, "task", None)
@@ -245,6 +297,16 @@ class Run:
         self.outbox.extend(messaging.Message.thrown(e, task, self.instance_id, self.actor) for e in mine)
 
     def _engine_task_done(self, task: Task) -> None:
+        """Record a finished engine step. A failure of this bookkeeping (the audit store, the outbox) is the
+        command's, not the instance's: it must roll the command back, so `_attempt` lets it through."""
+        try:
+            self._record_step(task)
+        except WorkflowTaskException:
+            raise  # a decision that matched no rule: the model's error
+        except Exception as exc:
+            raise _OwnFailure(exc) from exc
+
+    def _record_step(self, task: Task) -> None:
         self._collect_messages(task)
         spec = task.task_spec
         ref = _TaskRef(getattr(spec, "bpmn_id", None), getattr(spec, "bpmn_name", None))
@@ -349,21 +411,47 @@ class Run:
         inst.next_due = None if inst.status in ("completed", "error") else next_due(wf)
         if catches_messages(self.session, self.definition):  # most processes never wait for one: no query
             messaging.sync_waits(self.session, inst, [] if inst.status == "completed" else messaging.waits_of(wf))
-        inst.state = serialization.dump_state(wf)
+        try:
+            inst.state = serialization.dump_state(wf)
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            self._unsaveable(exc)  # the last state that could be saved stays stored
         inst.updated_at = clock.db_now()
         self.session.flush()  # bumps lock_version, or raises the optimistic-lock conflict
+
+
+    def _unsaveable(self, exc: Exception) -> None:
+        """The workflow holds something the serializer cannot write: the instance goes into error, its stored
+        state stays the last one saved, and this workflow object is not kept for the next command."""
+        self.cacheable = False
+        self.instance.next_due = None
+        self._record_error({"message": f"the instance's state cannot be saved ({type(exc).__name__}: {exc})",
+                            "type": type(exc).__name__, "task_id": None, "bpmn_id": None, "task_name": None,
+                            "line": None, "line_text": ""})
 
 
 def after_commit(session) -> None:
     """Keep each workflow this transaction used for the next command on its instance in this process."""
     for run in session.info.pop("runs", []):
-        _CACHE.put(run.cache_key, (run.instance.lock_version, run.workflow))
+        if run.cacheable:
+            _CACHE.put(run.cache_key, (run.instance.lock_version, run.workflow))
 
 
 def after_rollback(session) -> None:
     """A workflow touched by a rolled-back transaction may hold changes that were never stored."""
     for run in session.info.pop("runs", []):
         _CACHE.pop(run.cache_key, None)
+
+
+def put_in_error(session, instance: ProcessInstance, actor: str, exc: Exception) -> None:
+    """Mark an instance that a command could not run at all (its state does not load, or running it failed in
+    a way no task caught) as in error, without loading it: the worker passes it over from now on and goes on
+    to the next. The caller's transaction is a fresh one: the failed one was rolled back."""
+    _CACHE.pop((_db_key(session), instance.id), None)
+    error = {"message": _message(exc), "type": type(exc).__name__, "task_id": None, "bpmn_id": None,
+             "task_name": None, "line": None, "line_text": ""}
+    instance.status, instance.error, instance.next_due = "error", error, None
+    InstanceLog(session, instance, actor).add("error", task=_TaskRef(None, None), **error)
+    session.flush()
 
 
 def _message(exc: Exception) -> str:
@@ -373,6 +461,19 @@ def _message(exc: Exception) -> str:
     if cause is not None and str(cause) and str(cause) not in text:
         text += f" ({type(cause).__name__}: {cause})"
     return text
+
+
+def _raising_task(exc: BaseException) -> Task | None:
+    """The task whose spec raised a plain Python exception inside SpiffWorkflow (a TypeError on a multi-instance
+    input that is not a list ...): the innermost frame holding a task. Such errors surface while the task
+    before it completes (its children are updated then), so the task last started is the wrong one to blame."""
+    found, tb = None, exc.__traceback__
+    while tb is not None:
+        candidate = tb.tb_frame.f_locals.get("my_task")
+        if isinstance(candidate, Task):
+            found = candidate
+        tb = tb.tb_next
+    return found
 
 
 def _visible_name(task: Task) -> str | None:
@@ -587,6 +688,18 @@ def _task_timer_due(task: Task) -> datetime | None:
     if isinstance(value, dict):  # a cycle timer: its next occurrence, while cycles remain
         value = value.get("next") if value.get("cycles") != 0 else None
     return _timer_value(value)
+
+
+def waiting_timers(workflow: PmoflowWorkflow) -> list[tuple[Task, datetime]]:
+    """Each waiting timer of the workflow and its subprocesses, with when it comes due (`worker --dry-run`)."""
+    found = []
+    for wf in workflow.all_workflows():
+        for task in wf.tasks.values():
+            if task.state == TaskState.WAITING:
+                due = _task_timer_due(task)
+                if due is not None:
+                    found.append((task, due))
+    return found
 
 
 def _due(task: Task) -> datetime | None:

@@ -1,223 +1,163 @@
-"""The script sandbox and service-task dispatch.
+"""SpiffWorkflow's script engine, bounded: how scripts, conditions, DMN entries, timers, cardinalities and service
+parameters are evaluated, and service-task dispatch.
 
-BPMN comes from process designers, so scripts, conditions and DMN expressions are untrusted: they run under
-RestrictedPython (no imports, no dunder names, guarded attribute access) with a wall-clock limit, on a deep
-copy of the task data so a script can never mutate nested data shared with earlier tasks.
+Model code is untrusted (designers write it). Each piece is compiled under RestrictedPython
+(`engine/restricted.py`); code that is bounded by construction runs in-process (`engine/bounded.py`), anything
+else in a disposable sandbox process with CPU, memory and wall-clock limits (`engine/sandbox.py`). Whatever
+it raises, `BaseException` included, and whatever it leaves that task data cannot store, comes back as an
+error of the task that ran it. Neither path changes the task data a script did not assign, nor anything
+another script sees.
 """
 
 from __future__ import annotations
 
-import ast
-import calendar
 import copy
-import decimal
 import json
-import operator
-import random
-import re
-import sys
-import time
-import uuid
-from collections import namedtuple
+import os
 from collections.abc import Callable, Mapping
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
-from types import CodeType, ModuleType
 from typing import Any
 
-from RestrictedPython import compile_restricted_eval, compile_restricted_exec, safe_builtins
-from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence, safer_getattr
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
+from SpiffWorkflow.exceptions import SpiffWorkflowException
 
-SCRIPT_FILE = "<string>"  # SpiffWorkflow finds the failing line by this frame name
-DEFAULT_TIME_LIMIT = 2.0
+from pmoflow.engine import bounded, clock, restricted, sandbox, serialization
+from pmoflow.engine.errors import InvalidInput
+from pmoflow.engine.restricted import (  # noqa: F401 (the names the parser, services and tests import from here)
+    SCRIPT_FILE,
+    SCRIPT_HELPERS,
+    STANDARD_HELPERS,
+    ScriptRefused,
+    compile_script,
+)
+from pmoflow.engine.sandbox import Limits, ScriptError, ScriptTimeout  # noqa: F401
+
+DEFAULT_TIME_LIMIT = Limits.seconds
+MAX_INSTANCES_ENV = "PMOFLOW_MAX_INSTANCES"  # multi-instance cardinality limit
+DEFAULT_MAX_INSTANCES = 1_000
+HORIZON = timedelta(days=3653)  # timers further away than ten years are a typo (P99999999Y), not a plan
 
 Handler = Callable[..., Any]
 
 
-class ScriptTimeout(Exception):
-    """A script ran past its time limit."""
-
-
-class ScriptRefused(SyntaxError):
-    """A script uses something the sandbox does not allow; refused before it runs."""
-
-
-_INPLACE = {
-    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
-    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "|=": operator.ior,
-    "&=": operator.iand, "^=": operator.ixor, "<<=": operator.ilshift, ">>=": operator.irshift,
-}
-
-_EXTRA_BUILTINS = {
-    name: getattr(__import__("builtins"), name)
-    for name in ("all", "any", "dict", "enumerate", "filter", "format", "list", "map", "max", "min", "reversed",
-                 "set", "sorted", "sum", "tuple", "zip", "frozenset")
-}
-
-
-# C code such as date.today() and strptime imports these through the builtins; scripts themselves cannot
-# name __import__ (RestrictedPython refuses underscore names) and import statements are refused.
-_INTERNAL_IMPORTS = {"time", "_strptime"}
-
-
-def _internal_import(name, globals=None, locals=None, fromlist=(), level=0):
-    if name not in _INTERNAL_IMPORTS:
-        raise ImportError(f"imports are not allowed in scripts (tried '{name}')")
-    return __import__(name, globals, locals, fromlist, level)
-
-
-def _guards() -> dict[str, Any]:
-    return {
-        "__builtins__": {**safe_builtins, **_EXTRA_BUILTINS, "__import__": _internal_import},
-        "_getattr_": safer_getattr,
-        "_getitem_": lambda obj, key: obj[key],
-        "_getiter_": iter,
-        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
-        "_unpack_sequence_": guarded_unpack_sequence,
-        "_write_": lambda obj: obj,
-        "_inplacevar_": lambda op, x, y: _INPLACE[op](x, y),
-        "_print_": lambda *a, **k: _NullPrinter(),
-    }
-
-
-class _NullPrinter:
-    """Scripts may call print(); output is discarded (use task data to say things)."""
-
-    def _call_print(self, *args, **kwargs) -> None:
-        pass
-
-    def __call__(self) -> str:
-        return ""
-
-
-def _refuse_imports(tree: ast.AST) -> None:
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            raise ScriptRefused("imports are not allowed in scripts; use a service task handler", (
-                SCRIPT_FILE, node.lineno, node.col_offset, ""))
-
-
-@lru_cache(maxsize=2048)
-def compile_script(source: str, mode: str) -> CodeType:
-    """Compile a script ('exec') or expression ('eval') under RestrictedPython; cached per source text."""
+def max_instances() -> int:
     try:
-        tree = ast.parse(source, SCRIPT_FILE, mode)
-    except SyntaxError as exc:
-        raise ScriptRefused(f"syntax error: {exc.msg}", (SCRIPT_FILE, exc.lineno, exc.offset, "")) from None
-    _refuse_imports(tree)
-    compiler = compile_restricted_exec if mode == "exec" else compile_restricted_eval
-    result = compiler(source, SCRIPT_FILE)
-    if result.errors:
-        raise ScriptRefused("not allowed: " + "; ".join(result.errors), (SCRIPT_FILE, 1, 0, ""))
-    return result.code
-
-
-def _time_limited(fn: Callable[[], Any], limit: float) -> Any:
-    """Run fn, interrupting Python-level code in the script frame once `limit` seconds have passed."""
-    deadline = time.monotonic() + limit
-
-    def local_trace(frame, event, arg):
-        if time.monotonic() > deadline:
-            raise ScriptTimeout(f"script exceeded its time limit of {limit:g} s")
-        return local_trace
-
-    def global_trace(frame, event, arg):
-        if frame.f_code.co_filename != SCRIPT_FILE:
-            return None
-        frame.f_trace_opcodes = True  # a one-line `while True: pass` emits no line events
-        return local_trace
-
-    previous = sys.gettrace()
-    sys.settrace(global_trace)
-    try:
-        return fn()
-    finally:
-        sys.settrace(previous)
-
-
-def _is_data(key: str, value: Any) -> bool:
-    return not key.startswith("_") and not callable(value) and not isinstance(value, ModuleType)
-
-
-def _namespace(name: str, **members: Any) -> tuple:
-    """A read-only stand-in for a module: only the listed members. Never the module itself, whose other
-    attributes (uuid.os, random._os, json.decoder ...) lead out of the sandbox; a named tuple also cannot be
-    rebound (`json.dumps = ...` fails), so one script cannot change what the next one gets."""
-    return namedtuple(name, members)(**members)
-
-
-# The helpers every script, condition and decision sees: those of the SpiffWorkflow modeler's engine
-# (spiff-arena: datetime and timedelta are the classes; time, json, decimal, re, uuid, calendar and random are
-# modules there and read-only namespaces of their safe members here), plus date and Decimal. Task data may not
-# use these names (SCRIPT_HELPERS).
-STANDARD_HELPERS = {
-    "datetime": datetime, "date": date, "timedelta": timedelta, "Decimal": Decimal,
-    "time": _namespace("time", time=time.time, strftime=time.strftime, gmtime=time.gmtime,
-                       localtime=time.localtime, mktime=time.mktime),
-    "json": _namespace("json", dumps=json.dumps, loads=json.loads, JSONDecodeError=json.JSONDecodeError),
-    "decimal": _namespace("decimal", Decimal=decimal.Decimal, InvalidOperation=decimal.InvalidOperation,
-                          **{n: getattr(decimal, n) for n in ("ROUND_UP", "ROUND_DOWN", "ROUND_CEILING",
-                                                              "ROUND_FLOOR", "ROUND_HALF_UP", "ROUND_HALF_DOWN",
-                                                              "ROUND_HALF_EVEN", "ROUND_05UP")}),
-    "re": _namespace("re", **{n: getattr(re, n) for n in (
-        "match", "search", "sub", "subn", "findall", "finditer", "fullmatch", "split", "compile", "escape",
-        "error", "IGNORECASE", "I", "MULTILINE", "M", "DOTALL", "S", "VERBOSE", "X", "ASCII", "A")}),
-    "uuid": _namespace("uuid", uuid4=uuid.uuid4, uuid5=uuid.uuid5, uuid3=uuid.uuid3, UUID=uuid.UUID,
-                       NAMESPACE_DNS=uuid.NAMESPACE_DNS, NAMESPACE_URL=uuid.NAMESPACE_URL),
-    "calendar": _namespace("calendar", monthrange=calendar.monthrange, isleap=calendar.isleap,
-                           leapdays=calendar.leapdays, weekday=calendar.weekday,
-                           monthcalendar=calendar.monthcalendar, timegm=calendar.timegm,
-                           month_name=tuple(calendar.month_name), month_abbr=tuple(calendar.month_abbr),
-                           day_name=tuple(calendar.day_name), day_abbr=tuple(calendar.day_abbr),
-                           **{n: int(getattr(calendar, n)) for n in ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY",
-                                                                     "FRIDAY", "SATURDAY", "SUNDAY")}),
-    "random": _namespace("random", random=random.random, randint=random.randint, randrange=random.randrange,
-                         choice=random.choice, choices=random.choices, shuffle=random.shuffle,
-                         sample=random.sample, uniform=random.uniform),
-}
-SCRIPT_HELPERS = frozenset(STANDARD_HELPERS) | {"process_initiator", "task_performer"}  # task data may not take
+        return max(1, int(os.environ.get(MAX_INSTANCES_ENV, DEFAULT_MAX_INSTANCES)))
+    except ValueError:
+        return DEFAULT_MAX_INSTANCES
 
 
 class SandboxEnvironment(BasePythonScriptEngineEnvironment):
-    """Evaluates expressions and runs scripts in RestrictedPython against a deep copy of task data."""
+    """Evaluates expressions and runs scripts, bounded, against task data.
 
-    def __init__(self, helpers: Mapping[str, Any] | None = None, time_limit: float = DEFAULT_TIME_LIMIT):
+    `helpers` beyond the standard ones are the engine's own functions (`task_performer` reads the store): they
+    run in the engine's process when model code in the sandbox calls them. `time_limit` overrides the wall-clock
+    limit of PMOFLOW_SCRIPT_SECONDS; the memory limit is PMOFLOW_SCRIPT_MEMORY_MB."""
+
+    def __init__(self, helpers: Mapping[str, Any] | None = None, time_limit: float | None = None):
         super().__init__({**STANDARD_HELPERS, **(helpers or {})})
+        self.parent_helpers = {k: v for k, v in (helpers or {}).items() if callable(v)}
         self.time_limit = time_limit
 
-    def _namespace(self, context: Mapping[str, Any], external: Mapping[str, Any] | None) -> dict[str, Any]:
+    def limits(self) -> Limits:
+        limits = Limits.from_env()
+        return limits if self.time_limit is None else Limits(self.time_limit, limits.memory_mb)
+
+    def _check_names(self, context: Mapping[str, Any]) -> None:
         clashes = set(context) & set(self.globals)
         if clashes:
             raise ValueError(f"task data uses the name(s) {sorted(clashes)} of script helpers; rename the field(s)")
-        return {**_guards(), **self.globals, **(external or {}), **copy.deepcopy(dict(context))}
 
     def evaluate(self, expression: str, context: dict, external_context: dict | None = None) -> Any:
-        code = compile_script(expression, "eval")
-        namespace = self._namespace(context, external_context)
-        return _time_limited(lambda: eval(code, namespace), self.time_limit)
+        return self._run(expression, "eval", context, external_context or {})
 
     def execute(self, script: str, context: dict, external_context: dict | None = None) -> bool:
-        code = compile_script(script, "exec")
-        namespace = self._namespace(context, external_context)
-        _time_limited(lambda: exec(code, namespace), self.time_limit)
-        hidden = set(_guards()) | set(self.globals) | set(external_context or {})
-        result = {k: v for k, v in namespace.items() if k not in hidden and _is_data(k, v)}
-        context.clear()
-        context.update(result)
+        result = self._run(script, "exec", context, external_context or {})
+        if isinstance(result, _Assigned):
+            for name, value in result.values.items():
+                context.pop(name, None) if value is bounded.DROP else context.__setitem__(name, value)
+        else:
+            context.clear()
+            context.update(result)
         return True
+
+    def _run(self, source: str, mode: str, context: dict, external: dict) -> Any:
+        self._check_names(context)
+        code = compile_script(source, mode)  # refused here exactly as the sandbox would refuse it
+        fast = bounded.compile_bounded(source, mode) if mode == "eval" or not external else None
+        if fast is not None:
+            try:
+                result = bounded.run(fast, mode, {**self.globals, **external, **context})
+                _check_storable(result if mode == "eval" else
+                                {k: v for k, v in result.items() if v is not bounded.DROP}, mode)
+                return result if mode == "eval" else _Assigned(result)
+            except bounded.NeedsSandbox:
+                pass  # not provably cheap on this data: the sandbox runs it
+            except restricted.Unstorable as exc:
+                raise sandbox.script_error("UnstorableValue", str(exc)) from None
+        result = sandbox.run(mode, code, context, external, self.parent_helpers, self.limits())
+        _check_storable(result, mode)
+        return result
+
+
+class _Assigned:
+    """What a fast-path script assigned: only these names change in the task data."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+
+
+def _check_storable(value: Any, mode: str) -> None:
+    """Refuse, at the task that made it, a value the database would not store alike or the workflow could not
+    load back (the same rules as submitted data: serialization.check_data)."""
+    try:
+        serialization.check_data(value, "" if mode == "exec" else "the expression's value",
+                                 allow=serialization.SERIALIZED_TYPES)
+    except InvalidInput as exc:
+        raise sandbox.script_error("UnstorableValue", str(exc)) from None
 
 
 class SandboxScriptEngine(PythonScriptEngine):
-    """SpiffWorkflow's script engine with the sandbox and a `call_service` that reports handler errors."""
+    """SpiffWorkflow's script engine with bounded evaluation, limits on what an expression may ask of the engine
+    (multi-instance cardinality, timer horizon), task errors for whatever a script raises, and a `call_service`
+    that reports handler errors."""
 
     def __init__(self, handlers: Mapping[str, Handler], helpers: Mapping[str, Any] | None = None,
-                 time_limit: float = DEFAULT_TIME_LIMIT) -> None:
+                 time_limit: float | None = None) -> None:
         super().__init__(environment=SandboxEnvironment(helpers, time_limit))
         self.handlers = handlers
+
+    def evaluate(self, task, expression: str, external_context: dict | None = None) -> Any:
+        value = super().evaluate(task, expression, external_context)
+        spec = task.task_spec
+        if isinstance(spec, MultiInstanceTask) and expression == spec.cardinality:
+            _check_cardinality(task, value)
+        event = getattr(spec, "event_definition", None)
+        if isinstance(event, TimerEventDefinition) and expression == event.expression:
+            problem = timer_too_far(value, clock.timer_now())
+            if problem:
+                raise WorkflowTaskException(f"timer value {value!r} {problem}", task=task)
+        return value
+
+    def create_task_exec_exception(self, task, script: str, err: Exception) -> WorkflowTaskException:
+        """SpiffWorkflow's, with the line a sandboxed script failed at, and any exception argument (its own
+        version fails with a TypeError on `ValueError(1)`)."""
+        if isinstance(err, ScriptError):
+            line = err.script_line or 0
+            text = script.splitlines()[line - 1] if 0 < line <= len(script.splitlines()) else ""
+        else:
+            line, text = self.get_error_line_number_and_content(script, err)
+        if isinstance(err, SpiffWorkflowException):
+            err.line_number, err.error_line = line, text
+            err.add_note(f"Python script error on line {line}: '{text}'")
+            return err
+        detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        return WorkflowTaskException(detail, task=task, exception=err, line_number=line, error_line=text)
 
     def call_service(self, task, operation_name: str, operation_params: dict[str, dict[str, Any]], **_) -> str:
         handler = self.handlers.get(operation_name)
@@ -227,10 +167,62 @@ class SandboxScriptEngine(PythonScriptEngine):
         kwargs = {name: param["value"] for name, param in operation_params.items()}
         try:
             result = handler(**copy.deepcopy(kwargs))
-            return json.dumps(result, default=_json_default)
+            return json.dumps(result, default=_json_default, allow_nan=False)  # NaN: PostgreSQL would refuse it
         except Exception as exc:  # a handler is user code: report any failure on the task
             raise WorkflowTaskException(f"handler '{operation_name}' failed: {type(exc).__name__}: {exc}",
                                         task=task, exception=exc) from exc
+
+
+def _check_cardinality(task, value: Any) -> None:
+    limit = max_instances()
+    if type(value) is not int or value < 0:
+        raise WorkflowTaskException(f"the loop cardinality {task.task_spec.cardinality} gave {value!r}; it must be "
+                                    f"a whole number of at least 0", task=task)
+    if value > limit:
+        raise WorkflowTaskException(f"the loop cardinality {task.task_spec.cardinality} asks for {value:,} "
+                                    f"instances; at most {limit:,} may run (set {MAX_INSTANCES_ENV} to change "
+                                    f"the limit)", task=task)
+
+
+def timer_too_far(value: Any, now: datetime | None = None) -> str | None:
+    """Why a timer value comes due beyond HORIZON, or None (also when it cannot be read: other checks say so).
+    A value is a duration (`"P5D"`, a timedelta), a date and time, or an ISO repeating interval (`"R/P1Y"`)."""
+    now = now or datetime.now(UTC)
+    if isinstance(value, timedelta):
+        return _too_far(lambda: now + value, now)
+    if isinstance(value, datetime):
+        return _too_far(lambda: value if value.tzinfo else value.replace(tzinfo=UTC), now)
+    if not isinstance(value, str):
+        return None
+    text = value.strip().upper()
+    parts = text.replace("--", "/").lstrip("R").split("/")[1:] if text.startswith("R") else [text]
+    for part in parts:
+        problem = _part_too_far(part, now)
+        if problem:
+            return problem
+    return None
+
+
+def _part_too_far(part: str, now: datetime) -> str | None:
+    try:
+        if part.startswith("P"):
+            parsed = TimerEventDefinition.parse_iso_duration(part)
+            # SpiffWorkflow adds the months of a duration one by one: P99999999Y would take it minutes
+            if parsed.get("years", 0) * 12 + parsed.get("months", 0) > HORIZON.days // 30:
+                return f"is more than {HORIZON.days // 365} years away"
+            return _too_far(lambda: now + TimerEventDefinition.get_timedelta_from_start(parsed, now), now)
+        moment = TimerEventDefinition.get_datetime(part)
+    except Exception:  # noqa: BLE001 (SpiffWorkflow raises bare Exceptions for values it cannot read)
+        return None
+    return _too_far(lambda: moment if moment.tzinfo else moment.replace(tzinfo=UTC), now)
+
+
+def _too_far(due: Callable[[], datetime], now: datetime) -> str | None:
+    try:
+        moment = due()
+    except (OverflowError, ValueError):  # beyond year 9999
+        return f"is more than {HORIZON.days // 365} years away (beyond what a date can hold)"
+    return f"is more than {HORIZON.days // 365} years away" if moment - now > HORIZON else None
 
 
 def _json_default(value: Any) -> Any:

@@ -1,0 +1,136 @@
+"""Hostile model code (issue 10): whatever a designer's script, condition, decision, timer, parameter or loop
+does, the command answers within its bounds and the instance is in error at that task, saying why; innocent
+instances beside poisoned ones run untouched, in a command and in one worker pass.
+
+Every case is a branch of tests/fixtures/hostile/hostile.bpmn, chosen by the start data's `case` (the branch's
+task id). The limits are set low here (half a second, 64 MB, 300 engine steps, 50 instances) so the file
+runs in seconds; the time bound asserted is only a hang guard.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from conftest import FIXTURES, TEST_ORG
+
+HOSTILE = FIXTURES / "hostile"
+HANG_GUARD = 30  # seconds: far above the limits, only there to fail instead of hanging
+LIMITS = {"PMOFLOW_SCRIPT_SECONDS": "0.5", "PMOFLOW_SCRIPT_MEMORY_MB": "64", "PMOFLOW_MAX_ENGINE_STEPS": "300",
+          "PMOFLOW_MAX_INSTANCES": "50"}
+TIME = "time limit of 0.5 s"
+MEMORY = "memory limit of 64 MB"
+
+# case (the branch's task id) -> (the task the instance is in error at, what the error says)
+POISONED = {
+    # hangs and blow-ups inside C code, and a script that catches its own timeout
+    "caught_timeout": ("caught_timeout", TIME),
+    "redos": ("redos", TIME),
+    "huge_power": ("huge_power", TIME),
+    "huge_sum": ("huge_sum", TIME),
+    "huge_string": ("huge_string", MEMORY),
+    "memory_hog": ("memory_hog", MEMORY),
+    # the same in a gateway condition, a timer expression, a service parameter and a DMN input
+    "redos_condition": ("redos_condition", TIME),
+    "redos_timer": ("redos_timer", TIME),
+    "redos_parameter": ("redos_parameter", TIME),
+    "redos_decision": ("redos_decision", TIME),
+    # whatever a script raises
+    "system_exit": ("system_exit", "SystemExit"),
+    "keyboard_interrupt": ("keyboard_interrupt", "KeyboardInterrupt"),
+    "value_error": ("value_error", "ValueError: 1"),
+    # values task data cannot hold, refused at the task that made them
+    "store_regex": ("store_regex", "p: a Pattern cannot be stored"),
+    "store_huge_int": ("store_huge_int", "beyond the 64-bit integer range"),
+    "store_self_list": ("store_self_list", "contains itself"),
+    "store_bytes": ("store_bytes", "b: a bytes cannot be stored"),
+    "store_tuple_keys": ("store_tuple_keys", "keys must be text"),
+    "store_deep": ("store_deep", "nested more than 100 levels deep"),
+    "store_typename": ("store_typename", "'typename' is reserved"),
+    "store_nan": ("store_nan", "not a finite number"),
+    "store_nul": ("store_nul", "NUL character"),
+    # shared state
+    "uuid_mutation": ("uuid_mutation", "scripts may change only lists and dicts, not a type"),
+    # loops that never wait, and more instances than anyone meant
+    "endless_cycle": ({"cycle_again", "cycle_round"}, "more than 300 engine steps in a row"),
+    "always_loop": ("always_loop", "more than 300 engine steps in a row"),
+    "huge_cardinality": ("huge_cardinality", "asks for 100,000 instances; at most 50"),
+    "far_timer_runtime": ("far_timer_runtime", "more than 10 years away"),
+}
+INNOCENT = ("innocent_fast", "innocent_sandbox")
+
+
+@pytest.fixture(autouse=True)
+def tight_limits(monkeypatch) -> None:
+    for name, value in LIMITS.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def hostile(make_pmo):
+    app = make_pmo("alice")
+    app.init(TEST_ORG)
+    app.deploy([HOSTILE])
+    return app
+
+
+def assert_in_error_at(app, instance_id: int, case: str) -> None:
+    tasks, reason = POISONED[case]
+    shown = app.show(instance_id)
+    assert shown["status"] == "error", (case, shown["status"])
+    error = shown["error"]
+    assert error["bpmn_id"] in ({tasks} if isinstance(tasks, str) else tasks), (case, error)
+    assert reason in error["message"], (case, error["message"])
+    assert [e["type"] for e in app.history(instance_id)][-1] == "error"
+
+
+def assert_innocent_ran(app, instance_id: int) -> None:
+    shown = app.show(instance_id)
+    assert shown["status"] == "running", shown.get("error")
+    assert [t["bpmn_id"] for t in shown["tasks"] if t["state"] == "ready"] == ["after"]
+
+
+@pytest.mark.parametrize("case", sorted(POISONED))
+def test_a_poisoned_model_ends_in_error_at_its_task_within_bounds(hostile, case):
+    began = time.monotonic()
+    started = hostile.start("hostile", {"case": case, "wait": False})
+    assert time.monotonic() - began < HANG_GUARD
+    assert started["status"] == "error"
+    assert_in_error_at(hostile, started["instance_id"], case)
+
+
+def test_innocent_models_run_on_both_paths(hostile):
+    for case in INNOCENT:
+        started = hostile.start("hostile", {"case": case, "wait": False})
+        assert_innocent_ran(hostile, started["instance_id"])
+    data = hostile.show(started["instance_id"])["data"]
+    assert data["squares"] == [i * i for i in range(10)] and 0 <= data["r"] < 1 and len(data["u"]) == 32
+
+
+def test_a_script_cannot_change_what_the_next_instance_gets(hostile):
+    """One instance set uuid.UUID.hex (issue 10): refused, and the next instance's uuid4().hex is its own."""
+    attack = hostile.start("hostile", {"case": "uuid_mutation", "wait": False})
+    assert attack["status"] == "error"
+    later = [hostile.start("hostile", {"case": "innocent_sandbox", "wait": False})["instance_id"] for _ in range(2)]
+    values = [hostile.show(i)["data"]["u"] for i in later]
+    assert "attacker" not in values and len(set(values)) == 2
+
+
+def test_one_worker_pass_fires_every_innocent_instance_and_puts_each_poisoned_one_in_error(hostile):
+    """Poisoned instances of every kind among innocent ones, all waiting on a one-day timer; one pass."""
+    cases = [case for i, poisoned in enumerate(sorted(POISONED)) for case in (poisoned, INNOCENT[i % 2])]
+    started = {hostile.start("hostile", {"case": case, "wait": True})["instance_id"]: case for case in cases}
+    assert {hostile.show(i)["status"] for i in started} == {"waiting"}
+    began = time.monotonic()
+    result = hostile.run_due(datetime.now(UTC) + timedelta(days=2))
+    assert time.monotonic() - began < HANG_GUARD * 3
+    poisoned = {i for i, case in started.items() if case in POISONED}
+    assert set(result["errors"]) == poisoned
+    assert set(result["fired"]) == set(started) - poisoned
+    for instance_id, case in started.items():
+        if case in POISONED:
+            assert_in_error_at(hostile, instance_id, case)
+        else:
+            assert_innocent_ran(hostile, instance_id)
