@@ -152,7 +152,7 @@ class Run:
             return cached[1]
         try:
             return serialization.load_state(self.instance.state, specs_of(self.session, self.definition))
-        except (SQLAlchemyError, PmoflowError):
+        except SQLAlchemyError:
             raise
         except Exception as exc:  # noqa: BLE001 (corrupt or foreign JSON, a type the registry does not know ...)
             raise StateUnusable(f"instance {self.instance_id}: its stored state cannot be loaded "

@@ -7,9 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from pmoflow.engine import clock, runtime
 from pmoflow.engine import schedules as start_timers
+from pmoflow.engine.errors import PmoflowError
 from pmoflow.engine.models import ProcessDefinition, ProcessInstance, ProcessSchedule
 from pmoflow.engine.services.advance import finish, new_instance
 from pmoflow.engine.services.context import WORKER, Context, load_run
@@ -43,16 +45,32 @@ def run_due(ctx: Context, now: datetime | None = None,
 
 
 def _fire(ctx: Context, instance_id: int, cutoff: datetime) -> str | None:
+    try:
+        with ctx.tx() as session:
+            instance = session.scalar(select(ProcessInstance).where(ProcessInstance.id == instance_id)
+                                      .with_for_update(skip_locked=True))
+            if instance is None or instance.next_due is None or instance.next_due > cutoff \
+                    or instance.status not in ("running", "waiting"):
+                return None  # another worker took it, or it is no longer due
+            run = load_run(ctx, session, instance, WORKER)
+            run.catch_up(cutoff)
+            finish(ctx, run)
+            return instance.status
+    except runtime.StateUnusable as exc:
+        return _put_in_error(ctx, instance_id, exc)
+    except (SQLAlchemyError, PmoflowError):
+        raise
+    except Exception as exc:  # noqa: BLE001 (no fault of one instance may stop the worker for all the others)
+        return _put_in_error(ctx, instance_id, exc)
+
+
+def _put_in_error(ctx: Context, instance_id: int, exc: Exception) -> str:
+    """An instance the pass could not run at all (its state does not load, a failure no task caught): in error,
+    in a transaction of its own, so this pass and every later one go on to the next instance."""
     with ctx.tx() as session:
-        instance = session.scalar(select(ProcessInstance).where(ProcessInstance.id == instance_id)
-                                  .with_for_update(skip_locked=True))
-        if instance is None or instance.next_due is None or instance.next_due > cutoff \
-                or instance.status not in ("running", "waiting"):
-            return None  # another worker took it, or it is no longer due
-        run = load_run(ctx, session, instance, WORKER)
-        run.catch_up(cutoff)
-        finish(ctx, run)
-        return instance.status
+        instance = session.scalar(select(ProcessInstance).where(ProcessInstance.id == instance_id).with_for_update())
+        runtime.put_in_error(session, instance, WORKER, exc)
+    return "error"
 
 
 def _start_due(ctx: Context, cutoff: datetime, stop: Callable[[], bool]) -> Iterator[tuple[int, str]]:

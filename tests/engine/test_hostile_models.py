@@ -13,8 +13,11 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 
 from conftest import FIXTURES, TEST_ORG
+from pmoflow.engine import runtime
+from pmoflow.engine.models import ProcessInstance
 
 HOSTILE = FIXTURES / "hostile"
 HANG_GUARD = 30  # seconds: far above the limits, only there to fail instead of hanging
@@ -134,3 +137,23 @@ def test_one_worker_pass_fires_every_innocent_instance_and_puts_each_poisoned_on
             assert_in_error_at(hostile, instance_id, case)
         else:
             assert_innocent_ran(hostile, instance_id)
+
+
+def test_an_instance_whose_state_cannot_be_loaded_is_put_in_error_and_the_worker_goes_on(hostile):
+    """State edited in the database so that it no longer loads: the pass marks that instance in error (without
+    loading it) and fires the others; the next pass does not try it again."""
+    started = [hostile.start("hostile", {"case": "innocent_fast", "wait": True})["instance_id"] for _ in range(3)]
+    broken = {started[0]: "{not json", started[1]: '{"serializer_version": "1.5", "tasks": {}}'}
+    with hostile.db.transaction() as session:
+        for instance_id, state in broken.items():
+            session.execute(update(ProcessInstance).where(ProcessInstance.id == instance_id).values(state=state))
+    runtime._CACHE.clear()  # as a fresh worker process would, read the state from the row
+    result = hostile.run_due(datetime.now(UTC) + timedelta(days=2))
+    assert set(result["errors"]) == set(broken) and result["fired"] == [started[2]]
+    for instance_id in broken:
+        shown = hostile.instances(status="error")
+        assert instance_id in [i["instance_id"] for i in shown]
+        assert [e["type"] for e in hostile.history(instance_id)][-1] == "error"
+    assert_innocent_ran(hostile, started[2])
+    again = hostile.run_due(datetime.now(UTC) + timedelta(days=3))
+    assert again["errors"] == [] and again["fired"] == []
