@@ -1114,14 +1114,21 @@ def serve_demo(keep: str | None, host: str, port: int) -> None:
               help="Also run the timer worker loop in this process (a one-machine install).")
 @click.option("--worker-interval", type=click.FloatRange(0.1, 86400.0), default=5.0, show_default=True,
               help="With --with-worker: seconds between the worker's polls.")
+@click.option("--check", is_flag=True, help="Check the database and the secret key, say what would be served, "
+                                            "and exit without serving.")
 @handled
-def serve(host: str, port: int, workers: int, with_worker: bool, worker_interval: float) -> None:
+def serve(host: str, port: int, workers: int, with_worker: bool, worker_interval: float, check: bool) -> None:
     """Serve the web workspace and the REST API (/api/v1) until Ctrl-C or SIGTERM. People sign in with the
     password 'pmoflow passwd' set, REST clients with a 'pmoflow token'."""
     from pmoflow.engine.database import resolve_url
     from pmoflow.engine.web import server
 
     db = resolve_url(click.get_current_context().obj["db"])
+    if check:
+        server.prepare(db)
+        click.echo(f"ready to serve {db_label(db)} on http://{host}:{port}/ with {workers} process(es)"
+                   f"{' and the worker' if with_worker else ''}")
+        return
     click.echo(f"serving {db_label(db)} on http://{host}:{port}/ (Ctrl-C stops)", err=True)
     server.run(db, host, port, workers, with_worker, worker_interval, log=lambda line: click.echo(line, err=True))
 
@@ -1143,7 +1150,11 @@ def passwd(user: str, password_stdin: bool, as_json: bool) -> None:
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = click.prompt("New password", hide_input=True, confirmation_prompt="Repeat the password")
+        try:
+            password = click.prompt("New password", hide_input=True, confirmation_prompt="Repeat the password")
+        except click.Abort:  # Ctrl-C or Ctrl-D: click turned it into Abort
+            raise PmoflowError(f"the password of {limits.shown(user)} was not changed: the prompt was "
+                               "interrupted") from None
     result = app().acting_as(click.get_current_context().obj["user"] or user).set_password(user, password)
     if as_json:
         return emit_json(result)

@@ -83,12 +83,12 @@ def password_problem(user: str, password: str) -> str | None:
     """Why a password is not acceptable, or None: the policy is length (12 to 1024 characters), not the name."""
     if limits.text_problem(password):
         return "the password contains a character that cannot be stored (a NUL or a lone surrogate)"
+    if password.strip().casefold() == user.casefold():
+        return "the password may not be the user name"
     if len(password) < PASSWORD_MIN:
         return f"the password is too short: use at least {PASSWORD_MIN} characters (a few words make a good one)"
     if len(password) > PASSWORD_MAX:
         return f"the password is too long: at most {PASSWORD_MAX} characters"
-    if password.strip().casefold() == user.casefold():
-        return "the password may not be the user name"
     return None
 
 

@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.library import Library
 from pmoflow.engine.web import api, auth, pages, problems
-from pmoflow.engine.web.security import SecurityHeaders
+from pmoflow.engine.web.security import BodyLimit, SecurityHeaders
 from pmoflow.engine.web.settings import Settings
 from pmoflow.engine.web.settings import secret_key as find_secret_key
 from pmoflow.engine.web.templates import page
@@ -49,7 +49,8 @@ def create_app(db_url: str | None = None, *, secret_key: str | None = None, sett
                   dependencies=[Depends(auth.authenticate)])
     app.state.pmoflow, app.state.settings, app.state.sessions = installation, settings, auth.Sessions(settings)
     problems.install(app)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(SecurityHeaders)  # the outermost: its headers reach every response, a 413 included
     app.include_router(auth.router)
     app.include_router(api.router)
     app.include_router(pages.router)

@@ -28,6 +28,7 @@ from pmoflow.engine.errors import (
     PreconditionFailed,
 )
 from pmoflow.engine.services.identity import SignInRefused, Throttled
+from pmoflow.engine.web.security import HEADERS, NO_STORE
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "urn:pmoflow:problem:"
@@ -122,6 +123,15 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     return problem_response(request, problem)
 
 
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    """A bug: 500 with no detail of it (the server's log has the traceback), in the same shape as any problem."""
+    problem = {"type": TYPE_BASE + "unexpected", "title": "Unexpected failure", "status": 500,
+               "detail": "an unexpected failure; it was logged for the administrator"}
+    # Starlette answers a 500 outside every middleware: the security headers are added here.
+    headers = {name.decode(): value.decode() for name, value in [*HEADERS, NO_STORE]}
+    return problem_response(request, problem, headers)
+
+
 def _phrase(status: int) -> str:
     from http import HTTPStatus
 
@@ -135,3 +145,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(PmoflowError, pmoflow_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -18,19 +18,22 @@ DEMO_PASSWORD = "{name}-demo-pass"  # the demo's passwords: known to everyone, f
 
 
 def prepare(db_url: str) -> str:
-    """Check the database is ready and find (or create) the secret key, before any server process starts; the
-    environment then tells worker processes the same (`app.app_from_env`). Returns the key."""
+    """Check the database is ready and find (or create) the secret key, before any server process starts.
+    Returns the key."""
     database = Database(db_url)
     try:
         database.check_schema()
     finally:
         database.dispose()
-    key = web_settings.secret_key(db_url)
+    return web_settings.secret_key(db_url)
+
+
+def _tell_worker_processes(db_url: str) -> None:
+    """Worker processes build their app from the environment (`app.app_from_env`): the same database and key."""
     os.environ["PMOFLOW_DB"] = db_url
     path = web_settings.key_path(db_url)
     if not os.environ.get(web_settings.KEY_ENV) and path is not None:
         os.environ[web_settings.KEY_FILE_ENV] = str(path)
-    return key
 
 
 def run(db_url: str, host: str, port: int, workers: int = 1, with_worker: bool = False,
@@ -48,6 +51,7 @@ def run(db_url: str, host: str, port: int, workers: int = 1, with_worker: bool =
         if workers == 1:
             uvicorn.run(create_app(db_url, secret_key=key), host=host, port=port, log_level="info")
         else:
+            _tell_worker_processes(db_url)
             uvicorn.run("pmoflow.engine.web.app:app_from_env", factory=True, host=host, port=port,
                         workers=workers, log_level="info")
     finally:

@@ -133,6 +133,8 @@ class Fuzzer:
                 words += [param.opts[0], given[0]]
         if command.name == "worker":
             words.append("--once")  # a worker without it polls until interrupted
+        if command.name == "serve":
+            words.append("--check")  # a server without it serves until interrupted
         return words
 
 

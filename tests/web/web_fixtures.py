@@ -11,9 +11,12 @@ import pytest
 from argon2 import PasswordHasher, profiles
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import MetaData, select
 
 from conftest import TEST_LIBRARY
+from pmoflow.engine import audit
 from pmoflow.engine.api import Pmoflow
+from pmoflow.engine.models import Event
 from pmoflow.engine.services import identity
 from pmoflow.engine.web.app import create_app
 
@@ -50,6 +53,23 @@ def app(pmo: Pmoflow, db_url: str) -> Iterator[FastAPI]:
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app, follow_redirects=False) as test_client:
         yield test_client
+
+
+def identity_events(pmo: Pmoflow, *types: str) -> list[dict]:
+    """The identity chain's events (of these types), oldest first, as rows of dicts."""
+    with pmo.db.transaction() as session:
+        query = select(Event).where(Event.stream == audit.IDENTITY_STREAM).order_by(Event.seq)
+        if types:
+            query = query.where(Event.type.in_(types))
+        return [{"type": e.type, "actor": e.actor, "payload": e.payload, "at": e.at} for e in session.scalars(query)]
+
+
+def database_text(pmo: Pmoflow) -> str:
+    """Every row of every table, as text: what a copy of the database would give away."""
+    tables = MetaData()
+    tables.reflect(pmo.db.engine)
+    with pmo.db.engine.connect() as conn:
+        return "\n".join(repr(tuple(row)) for table in tables.sorted_tables for row in conn.execute(table.select()))
 
 
 def csrf_of(html: str) -> str:
