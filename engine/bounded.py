@@ -160,20 +160,23 @@ class _Rewrite(ast.NodeTransformer):
     def visit_Call(self, node: ast.Call) -> ast.expr:  # noqa: N802 (NodeTransformer's naming)
         args = [self.visit(a) for a in node.args]
         if isinstance(node.func, ast.Name):
-            return _call("_call_", node.func, ast.Constant(node.func.id), *args)
-        return _call("_method_", self.visit(node.func.value), ast.Constant(node.func.attr), *args)
+            call = _call("_call_", node.func, ast.Constant(node.func.id), *args)
+        else:
+            call = _call("_method_", self.visit(node.func.value), ast.Constant(node.func.attr), *args)
+        return ast.copy_location(call, node)
 
     def visit_Attribute(self, node: ast.Attribute) -> ast.expr:  # noqa: N802
-        return _call("_getattr_", self.visit(node.value), ast.Constant(node.attr))
+        return ast.copy_location(_call("_getattr_", self.visit(node.value), ast.Constant(node.attr)), node)
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.expr:  # noqa: N802
-        return _call("_binop_", ast.Constant(_OPS[type(node.op)]), self.visit(node.left), self.visit(node.right))
+        return ast.copy_location(_call("_binop_", ast.Constant(_OPS[type(node.op)]), self.visit(node.left),
+                                       self.visit(node.right)), node)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.stmt:  # noqa: N802
         name = node.target.id  # type: ignore[attr-defined]
-        value = _call("_inplace_", ast.Constant(_OPS[type(node.op)]), ast.Name(id=name, ctx=ast.Load()),
-                      self.visit(node.value))
-        return ast.Assign(targets=[ast.Name(id=name, ctx=ast.Store())], value=value, lineno=node.lineno)
+        value = ast.copy_location(_call("_inplace_", ast.Constant(_OPS[type(node.op)]),
+                                        ast.Name(id=name, ctx=ast.Load()), self.visit(node.value)), node)
+        return ast.copy_location(ast.Assign(targets=[ast.Name(id=name, ctx=ast.Store())], value=value), node)
 
 
 def _binop_(op: str, a: Any, b: Any) -> Any:

@@ -40,7 +40,7 @@ from pmoflow.engine import forms, model_code
 from pmoflow.engine.errors import InvalidProcess
 from pmoflow.engine.limits import column_length
 from pmoflow.engine.models import HumanTask, MessageWait, ProcessSchedule, TaskCandidate
-from pmoflow.engine.scripting import compile_script
+from pmoflow.engine.scripting import compile_script, timer_too_far
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
@@ -634,6 +634,9 @@ def _timer_problem(kind: str, text: str) -> str | None:
     if not isinstance(body.value, str):
         return "is not text: a timer needs an ISO 8601 string"
     value = body.value
+    far = timer_too_far(value)  # first: SpiffWorkflow's own parse of R/P99999999Y adds its months one by one
+    if far:
+        return f"{far} (pmoflow's timers reach at most that far ahead; a farther one is almost always a typo)"
     try:
         if kind == "timeDuration":
             TimerEventDefinition.parse_iso_duration(value)

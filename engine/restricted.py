@@ -180,7 +180,7 @@ SCRIPT_HELPERS = frozenset(STANDARD_HELPERS) | PARENT_HELPERS  # task data may n
 STORABLE_TYPES = (str, int, float, bool, type(None), datetime, date, timedelta, Decimal, UUID)
 _LEAVES = frozenset(STORABLE_TYPES)  # exact types: a subclass could carry state of its own
 MAX_DEPTH = 100  # lists and objects inside each other
-MAX_VALUES = 1_000_000  # values in one result, shared ones counted each time they are reached
+MAX_VALUES = 200_000  # values in one result, shared ones counted each time they are reached
 
 
 class Unstorable(ValueError):

@@ -19,6 +19,7 @@ escaped the sandbox still cannot make the engine run code.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import io
 import marshal
@@ -79,15 +80,27 @@ class ScriptError(Exception):
 
     script_line: int | None = None
 
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""  # the message as the script's exception gave it
+
 
 _ERROR_TYPES: dict[str, type[ScriptError]] = {}
 
 
 def script_error(type_name: str, message: str, line: int | None = None) -> ScriptError:
-    """A ScriptError whose class is named like the exception the script raised, so reports say `ValueError`."""
+    """A ScriptError whose class is named like the exception the script raised, so reports say `ValueError`;
+    for a builtin Exception it is also one (`except NameError` still works). A SystemExit or KeyboardInterrupt
+    of a script is only a ScriptError here: it must not stop the engine."""
     name = type_name if type_name.isidentifier() else "ScriptError"
-    kind = _ERROR_TYPES.setdefault(name, type(name, (ScriptError,), {}))
-    error = kind(message)
+    if name not in _ERROR_TYPES:
+        builtin = getattr(builtins, name, None)
+        also = (builtin,) if isinstance(builtin, type) and issubclass(builtin, Exception) \
+            and builtin is not Exception else ()
+        try:
+            _ERROR_TYPES[name] = type(name, (ScriptError, *also), {})
+        except TypeError:  # a builtin whose layout cannot be combined (OSError's family)
+            _ERROR_TYPES[name] = type(name, (ScriptError,), {})
+    error = _ERROR_TYPES[name](message)
     error.script_line = line
     return error
 

@@ -139,7 +139,7 @@ class SandboxScriptEngine(PythonScriptEngine):
             _check_cardinality(task, value)
         event = getattr(spec, "event_definition", None)
         if isinstance(event, TimerEventDefinition) and expression == event.expression:
-            problem = timer_too_far(value, clock.timer_now())
+            problem = timer_too_far(value, clock.timer_now(), dates=False)
             if problem:
                 raise WorkflowTaskException(f"timer value {value!r} {problem}", task=task)
         return value
@@ -184,19 +184,21 @@ def _check_cardinality(task, value: Any) -> None:
                                     f"the limit)", task=task)
 
 
-def timer_too_far(value: Any, now: datetime | None = None) -> str | None:
+def timer_too_far(value: Any, now: datetime | None = None, dates: bool = True) -> str | None:
     """Why a timer value comes due beyond HORIZON, or None (also when it cannot be read: other checks say so).
-    A value is a duration (`"P5D"`, a timedelta), a date and time, or an ISO repeating interval (`"R/P1Y"`)."""
+    A value is a duration (`"P5D"`, a timedelta), a date and time, or an ISO repeating interval (`"R/P1Y"`).
+    `dates=False` checks durations only: at run time a date computed from task data may lie far ahead (a
+    scenario's planned dates), while a far duration makes SpiffWorkflow count its months for minutes."""
     now = now or datetime.now(UTC)
     if isinstance(value, timedelta):
         return _too_far(lambda: now + value, now)
     if isinstance(value, datetime):
-        return _too_far(lambda: value if value.tzinfo else value.replace(tzinfo=UTC), now)
+        return _too_far(lambda: value if value.tzinfo else value.replace(tzinfo=UTC), now) if dates else None
     if not isinstance(value, str):
         return None
     text = value.strip().upper()
     parts = text.replace("--", "/").lstrip("R").split("/")[1:] if text.startswith("R") else [text]
-    for part in parts:
+    for part in parts if dates else [p for p in parts if p.startswith("P")]:
         problem = _part_too_far(part, now)
         if problem:
             return problem

@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import update
 
 from conftest import FIXTURES, TEST_ORG
-from pmoflow.engine import runtime
+from pmoflow.engine import parser, runtime
+from pmoflow.engine.errors import InvalidProcess
 from pmoflow.engine.models import ProcessInstance
 
 HOSTILE = FIXTURES / "hostile"
@@ -157,3 +158,19 @@ def test_an_instance_whose_state_cannot_be_loaded_is_put_in_error_and_the_worker
     assert_innocent_ran(hostile, started[2])
     again = hostile.run_due(datetime.now(UTC) + timedelta(days=3))
     assert again["errors"] == [] and again["fired"] == []
+
+
+def test_validate_flags_timers_beyond_ten_years_at_their_lines():
+    began = time.monotonic()
+    findings = parser.lint([HOSTILE / "validate"], handlers=set(), roles=None, form_dirs=[])
+    assert time.monotonic() - began < HANG_GUARD  # P99999999Y once made SpiffWorkflow count its months for minutes
+    errors = {(f.element_id, f.line): f.message for f in findings if f.severity == "error"}
+    assert set(errors) == {("far_duration", 9), ("far_date", 13), ("far_cycle", 17)}
+    assert all("more than 10 years away" in message for message in errors.values())
+
+
+def test_a_process_with_a_far_timer_is_not_deployed(hostile):
+    with pytest.raises(InvalidProcess) as refused:
+        hostile.deploy([HOSTILE / "validate" / "far_timers.bpmn"])
+    assert sum("more than 10 years away" in line for line in refused.value.details) == 3
+    assert "far_timers" not in [p["process_id"] for p in hostile.processes()]
