@@ -2,7 +2,8 @@
 
 Streams: `instance/<id>` (one per instance; the instance row keeps the chain's head), `definition/<process>` (the
 deployments of one process; each stored definition row must match its `deployed` event), `archive` (every
-`pmoflow audit archive` that moved history out to a file) and `organisation` (every change of users and roles).
+`pmoflow audit archive` that moved history out to a file), `organisation` (every change of users and roles) and
+`identity` (web sign-ins and their refusals, passwords set, API tokens made or revoked: services/identity.py).
 Each stream's head is also sealed with the audit key when one is configured (engine/anchor.py), and `check`
 re-derives the tables the engine acts on from the events (engine/coverage.py).
 

@@ -1114,10 +1114,14 @@ def serve_demo(keep: str | None, host: str, port: int) -> None:
               help="Also run the timer worker loop in this process (a one-machine install).")
 @click.option("--worker-interval", type=click.FloatRange(0.1, 86400.0), default=5.0, show_default=True,
               help="With --with-worker: seconds between the worker's polls.")
+@click.option("--trusted-proxy", metavar="ADDRESS", envvar="PMOFLOW_TRUSTED_PROXY",
+              help="Single sign-on: believe the X-Remote-User header of requests from this address (a reverse "
+                   "proxy that signs people in); off unless given (env PMOFLOW_TRUSTED_PROXY).")
 @click.option("--check", is_flag=True, help="Check the database and the secret key, say what would be served, "
                                             "and exit without serving.")
 @handled
-def serve(host: str, port: int, workers: int, with_worker: bool, worker_interval: float, check: bool) -> None:
+def serve(host: str, port: int, workers: int, with_worker: bool, worker_interval: float, trusted_proxy: str | None,
+          check: bool) -> None:
     """Serve the web workspace and the REST API (/api/v1) until Ctrl-C or SIGTERM. People sign in with the
     password 'pmoflow passwd' set, REST clients with a 'pmoflow token'."""
     from pmoflow.engine.database import resolve_url
@@ -1130,7 +1134,8 @@ def serve(host: str, port: int, workers: int, with_worker: bool, worker_interval
                    f"{' and the worker' if with_worker else ''}")
         return
     click.echo(f"serving {db_label(db)} on http://{host}:{port}/ (Ctrl-C stops)", err=True)
-    server.run(db, host, port, workers, with_worker, worker_interval, log=lambda line: click.echo(line, err=True))
+    server.run(db, host, port, workers, with_worker, worker_interval, trusted_proxy,
+               log=lambda line: click.echo(line, err=True))
 
 
 def db_label(url: str) -> str:

@@ -62,7 +62,7 @@ class Throttled(SignInRefused):
 T = TypeVar("T")
 
 
-def _retrying(work: Callable[[], T], tries: int = 3) -> T:
+def _retrying(work: Callable[[], T], tries: int = 10) -> T:
     """Identity events share one chain: two sign-ins at once may collide on its next link; the loser tries again."""
     for attempt in range(tries):
         try:
@@ -141,36 +141,52 @@ def sign_in(ctx: Context, name: str, password: str, client: str | None = None,
             session_max_age: timedelta | None = None) -> dict[str, Any]:
     """Check a name and password. Refused: `SignInRefused` (the same words for any reason) or `Throttled`;
     each outcome is recorded. With `session_max_age`, also opens a browser session and returns its id (under
-    `session`): a new id at every sign-in, so an id planted before sign-in is never the signed-in one."""
+    `session`): a new id at every sign-in, so an id planted before sign-in is never the signed-in one.
+
+    The hash is verified between two transactions, not inside one: Argon2 takes tens of milliseconds, and a
+    SQLite writer would hold everyone else's writes for that long. The throttle is checked again when the outcome
+    is written, so attempts made in parallel cannot slip past it."""
     ctx.db.check_schema()
     recorded = _recorded_name(name)
+    with ctx.tx() as session:
+        if _throttle(session, recorded, clock.db_now()):
+            stored = None  # refused below, unchecked
+        else:
+            user = None if recorded != name else session.get(User, name)
+            credential = session.get(UserCredential, name) if user is not None else None
+            stored = (user is not None, credential.password_hash if credential else None)
+    reason = None
+    if stored is not None:
+        known, password_hash = stored
+        reason = "unknown user" if not known else "no password set" if password_hash is None else None
+        try:
+            hasher.verify(password_hash or _dummy_hash(), password)
+        except (VerificationError, InvalidHashError):
+            reason = reason or "wrong password"
 
-    def attempt() -> dict[str, Any]:
+    def record() -> dict[str, Any]:
         with ctx.tx() as session:
             now = clock.db_now()
             wait = _throttle(session, recorded, now)
-            if wait:
+            if wait or stored is None:
+                wait = wait or 1  # held back when checked; free again just now
                 audit.add_identity_event(session, recorded, "sign_in_throttled", user=recorded, client=client,
                                          retry_after=wait)
                 return {"refused": "throttled", "retry_after": wait}
-            user = None if recorded != name else session.get(User, name)
-            credential = session.get(UserCredential, name) if user is not None else None
-            reason = "unknown user" if user is None else "no password set" if credential is None else None
-            try:
-                hasher.verify(credential.password_hash if credential else _dummy_hash(), password)
-            except (VerificationError, InvalidHashError):
-                reason = reason or "wrong password"
             if reason:
                 audit.add_identity_event(session, recorded, "sign_in_failed", user=recorded, reason=reason,
                                          client=client)
                 return {"refused": reason}
+            user = session.get(User, name)
+            if user is None:  # removed from the organisation meanwhile
+                return {"refused": "unknown user"}
             audit.add_identity_event(session, name, "signed_in", user=name, client=client)
             result: dict[str, Any] = {"user": name, "roles": user.role_names}
             if session_max_age is not None:
                 result["session"] = _open_session(session, name, now, session_max_age)
             return result
 
-    outcome = _retrying(attempt)
+    outcome = _retrying(record)
     if outcome.get("refused") == "throttled":
         raise Throttled(f"too many failed sign-ins for this name: try again in {outcome['retry_after']} seconds",
                         outcome["retry_after"])

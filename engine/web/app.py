@@ -35,8 +35,9 @@ OPENAPI_PATH, DOCS_PATH = f"{api.PREFIX}/openapi.json", f"{api.PREFIX}/docs"
 def create_app(db_url: str | None = None, *, secret_key: str | None = None, settings: Settings | None = None,
                libraries: list[Library] | None = None) -> FastAPI:
     """The ASGI app over the database at `db_url` (default: `PMOFLOW_DB`, then ./pmoflow.db). The secret key
-    signing cookies comes from `settings`, `secret_key`, or `settings.secret_key(db_url)`."""
-    settings = settings or Settings(secret_key=secret_key or find_secret_key(db_url))
+    signing cookies comes from `settings`, `secret_key`, or `settings.secret_key(db_url)`; without `settings`,
+    `PMOFLOW_TRUSTED_PROXY` turns single sign-on on (`Settings.from_environment`)."""
+    settings = settings or Settings.from_environment(secret_key or find_secret_key(db_url))
     installation = Pmoflow(db_url, libraries=libraries)
 
     @asynccontextmanager

@@ -37,14 +37,17 @@ def _tell_worker_processes(db_url: str) -> None:
 
 
 def run(db_url: str, host: str, port: int, workers: int = 1, with_worker: bool = False,
-        worker_interval: float = 5.0, log: Callable[[str], None] = print) -> None:
+        worker_interval: float = 5.0, trusted_proxy: str | None = None, log: Callable[[str], None] = print) -> None:
     """Serve until interrupted (Ctrl-C, SIGTERM): one process, or `workers` Uvicorn worker processes; with
-    `with_worker`, the timer worker loop runs in a thread of this process meanwhile."""
+    `with_worker`, the timer worker loop runs in a thread of this process meanwhile; with `trusted_proxy`, the
+    user that proxy names in X-Remote-User is signed in (`Settings.trusted_proxy`)."""
     import uvicorn
 
     from pmoflow.engine.web.app import create_app
 
     key = prepare(db_url)
+    if trusted_proxy:
+        os.environ[web_settings.PROXY_ENV] = trusted_proxy  # what the app reads, in every server process
     stop = threading.Event()
     thread = start_worker(db_url, stop, worker_interval, log) if with_worker else None
     try:

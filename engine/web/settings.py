@@ -20,6 +20,7 @@ from pmoflow.engine.database import resolve_url
 from pmoflow.engine.errors import InvalidInput
 
 KEY_ENV, KEY_FILE_ENV = "PMOFLOW_SECRET_KEY", "PMOFLOW_SECRET_KEY_FILE"
+PROXY_ENV = "PMOFLOW_TRUSTED_PROXY"
 KEY_SUFFIX = ".secret-key"
 MIN_KEY = 32
 
@@ -40,6 +41,11 @@ class Settings:
     def __post_init__(self) -> None:
         if len(self.secret_key) < MIN_KEY:
             raise InvalidInput(f"the web secret key is too short: use at least {MIN_KEY} characters")
+
+    @classmethod
+    def from_environment(cls, secret_key: str) -> Settings:
+        """The defaults, with single sign-on when `PMOFLOW_TRUSTED_PROXY` names the proxy's address."""
+        return cls(secret_key=secret_key, trusted_proxy=os.environ.get(PROXY_ENV, "").strip() or None)
 
     def __repr__(self) -> str:  # the key never shows in a log or a traceback
         return f"Settings(session_max_age={self.session_max_age}, trusted_proxy={self.trusted_proxy!r})"

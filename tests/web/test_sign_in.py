@@ -4,6 +4,7 @@ identity audit chain. Over HTTP against the app, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 from fastapi.testclient import TestClient
@@ -164,3 +165,27 @@ def test_the_identity_chain_verifies_with_the_rest_of_the_record(pmo, client, pa
     sign_in(client, "erin")
     result = pmo.verify_record()
     assert result["ok"], result["findings"]
+
+
+def test_attempts_made_at_once_cannot_slip_past_the_throttle(pmo, passwords):
+    """Eight wrong passwords at the same moment: the throttle is checked again as each outcome is written, so five
+    are recorded as failures and the rest are held back."""
+    passwords("erin")
+    outcomes: list[str] = []
+
+    def attempt() -> None:
+        try:
+            pmo.sign_in("erin", "a wrong password, again")
+        except identity.Throttled:
+            outcomes.append("throttled")
+        except identity.SignInRefused:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["refused"] * identity.MAX_FAILURES + ["throttled"] * 3
+    assert len(identity_events(pmo, "sign_in_failed")) == identity.MAX_FAILURES
+    assert pmo.verify_record()["ok"]

@@ -154,7 +154,7 @@ def test_a_request_body_over_the_limit_is_refused_before_it_is_read(pmo, db_url,
         assert client.get("/api/v1/me").status_code == 200
 
 
-def test_a_trusted_proxy_header_signs_in_only_when_configured_and_from_the_proxy(pmo, db_url):
+def test_a_trusted_proxy_header_signs_in_only_when_configured_and_from_the_proxy(pmo, db_url, monkeypatch):
     header = {"X-Remote-User": "erin"}
     plain = create_app(db_url, secret_key=SECRET, libraries=[TEST_LIBRARY])
     with TestClient(plain) as client:
@@ -166,6 +166,9 @@ def test_a_trusted_proxy_header_signs_in_only_when_configured_and_from_the_proxy
         assert client.get("/api/v1/me", headers={"X-Remote-User": "nobody"}).status_code == 401
     with TestClient(proxied, client=("10.0.0.2", 4000)) as client:
         assert client.get("/api/v1/me", headers=header).status_code == 401
+    monkeypatch.setenv("PMOFLOW_TRUSTED_PROXY", "10.0.0.1")  # what `serve --trusted-proxy` sets
+    with TestClient(create_app(db_url, secret_key=SECRET, libraries=[TEST_LIBRARY]), client=("10.0.0.1", 1)) as client:
+        assert client.get("/api/v1/me", headers=header).json()["name"] == "erin"
 
 
 def test_views_share_the_apps_database_and_closing_one_closes_nothing(pmo):
