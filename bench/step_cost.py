@@ -25,6 +25,7 @@ asserts nothing about them.
 from __future__ import annotations
 
 import argparse
+import copy
 import cProfile
 import gc
 import io
@@ -491,6 +492,70 @@ def print_report(report: dict[str, Any], columns: list[tuple[str, str]], wall: f
           f"total wall time {wall:.1f} s")
 
 
+# -- the cost of one evaluation of model code ---------------------------------------------------------------
+
+EVALUATIONS = (  # (label, mode, code): the loop's own script and condition, and a script only the sandbox runs
+    ("script `i = i + 1`", "exec", "i = i + 1"),
+    ("condition `i < limit`", "eval", "i < limit"),
+    ("script with a comprehension", "exec", "squares = [n * n for n in range(10)]"),
+)
+
+
+def evaluation_cost(reps: int) -> list[dict[str, Any]]:
+    """Median ms of one evaluation of each EVALUATIONS entry by the engine's environment: as it runs (the fast
+    path when the code is bounded by construction), forced into the sandbox process (PMOFLOW_FAST_PATH=0), and,
+    for reference, RestrictedPython in-process without isolation or limits (what pmoflow did before bounded
+    evaluation, minus its trace-function time limit)."""
+    from pmoflow.engine import restricted
+    from pmoflow.engine.scripting import FAST_PATH_ENV, SandboxEnvironment, bounded
+
+    env = SandboxEnvironment({"process_initiator": lambda: USER, "task_performer": lambda bpmn_id: None})
+    env.evaluate("1 + 1", {})  # start the sandbox host outside the measurement
+    env.execute("x = [1 for _ in range(1)]", {})
+
+    def timed(action) -> float:
+        samples = []
+        for _ in range(reps):
+            began = time.perf_counter()
+            action()
+            samples.append((time.perf_counter() - began) * 1000)
+        return statistics.median(samples)
+
+    def engine_run(mode: str, code: str):
+        context = {"i": 1, "limit": LIMIT}
+        return lambda: env.execute(code, context) if mode == "exec" else env.evaluate(code, context)
+
+    def in_process(mode: str, code: str):
+        compiled = restricted.compile_script(code, mode)
+        context = {"i": 1, "limit": LIMIT}
+        return lambda: (exec if mode == "exec" else eval)(compiled, {**restricted.guards(),
+                                                                     **restricted.STANDARD_HELPERS,
+                                                                     **copy.deepcopy(context)})
+
+    rows = []
+    for label, mode, code in EVALUATIONS:
+        row = {"evaluation": label, "fast_path": bounded.compile_bounded(code, mode) is not None,
+               "engine_ms": timed(engine_run(mode, code))}
+        os.environ[FAST_PATH_ENV] = "0"
+        try:
+            row["sandbox_ms"] = timed(engine_run(mode, code))
+        finally:
+            os.environ.pop(FAST_PATH_ENV)
+        row["unbounded_in_process_ms"] = timed(in_process(mode, code))
+        rows.append(row)
+    return rows
+
+
+def print_evaluations(rows: list[dict[str, Any]], reps: int) -> None:
+    print()
+    print(f"one evaluation of model code (median ms of {reps}): as the engine runs it | forced into the sandbox "
+          f"| RestrictedPython in-process, unbounded (before)")
+    for row in rows:
+        where = "fast path" if row["fast_path"] else "sandbox"
+        print(f"  {row['evaluation']:<30} {row['engine_ms']:7.3f} ({where:<9}) {row['sandbox_ms']:7.3f} "
+              f"{row['unbounded_in_process_ms']:7.3f}")
+
+
 # -- main -----------------------------------------------------------------------------------------------
 
 
@@ -504,6 +569,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget", type=float, default=540.0,
                    help="seconds after which sampling stops and what is missing is reported (default %(default)s)")
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    p.add_argument("--evaluations", type=int, default=200,
+                   help="samples of one evaluation of model code per way of running it (0: skip; default %(default)s)")
     p.add_argument("--profile", action="store_true",
                    help="cProfile one cold and one warm pmoflow SQLite step at the largest size")
     args = p.parse_args(argv)
@@ -560,7 +627,12 @@ def main(argv: list[str] | None = None) -> int:
                          "stores specs once per definition",
                          "bare Spiff runs with pmoflow's lifted task-iterator depth limit (imported in-process)",
                          "cold = runtime._CACHE cleared before the step; restored specs stay cached"])
+    if args.evaluations:
+        log("timing single evaluations of model code ...")
+        report["evaluations"] = evaluation_cost(args.evaluations)
     print_report(report, columns, wall, args)
+    if args.evaluations:
+        print_evaluations(report["evaluations"], args.evaluations)
     if skipped:
         print(f"SKIPPED sizes {skipped}: the time budget ran out before they were reached (raise --budget)")
     if profile:
