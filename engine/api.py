@@ -24,6 +24,7 @@ from pmoflow.engine.services import (
     identity,
     installation,
     instances,
+    mail,
     messages,
     notifications,
     reports,
@@ -199,6 +200,9 @@ class Pmoflow:
 
     def schedules(self) -> list[dict[str, Any]]:
         return timers.schedules(self._ctx)
+
+    def send_mail(self, now: datetime | None = None) -> dict[str, Any]:
+        return mail.send_outbox(self._ctx, now)
 
     # -- the audit record
     def verify(self, instance_id: int | str | None = None) -> dict[str, Any]:

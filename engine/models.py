@@ -202,6 +202,7 @@ class Notification(Base):
     __table_args__ = (
         UniqueConstraint("notification_id", "recipient_user"),
         Index("ix_notifications_recipient", "recipient_user", "delivered_at"),
+        Index("ix_notifications_email", "email_status", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -219,6 +220,14 @@ class Notification(Base):
     via_role: Mapped[str | None] = mapped_column(String(120), nullable=True)
     created_at: Mapped[datetime] = mapped_column()
     delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # e-mail (pmoflow.engine.services.mail): NULL status while pending, then 'sent' or 'failed' at email_at;
+    # a worker's claim (token, held until email_hold_until) keeps another from sending it too
+    email_status: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    email_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    email_claim: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    email_hold_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    email_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    email_error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class AuditSeal(Base):

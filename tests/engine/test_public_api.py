@@ -14,7 +14,8 @@ PUBLIC = [
     "acting_as", "archive", "audit_events", "checkpoint", "claim", "close", "complete", "create_token", "db",
     "delegate", "deploy", "diagram", "diff", "edit_data", "handlers", "history", "init", "instances", "message",
     "messages", "migrate", "migrate_all", "notifications", "process_report", "processes", "report", "resume",
-    "retry", "revoke_token", "run_due", "schedules", "session_user", "set_password", "show", "sign_in", "sign_out",
+    "retry", "revoke_token", "run_due", "schedules", "send_mail", "session_user", "set_password", "show", "sign_in",
+    "sign_out",
     "skip", "start", "suspend", "task", "tasks", "terminate", "test", "token_user", "tokens", "unclaim", "user",
     "users", "validate", "verify", "verify_archive", "verify_record", "whoami",
 ]
