@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from pmoflow.engine.diagram import render_svg, wrap
+from pmoflow.engine.diagram import render_svg
+from pmoflow.engine.svg import wrap
 
 HERE = Path(__file__).parents[1]
 INITIATION = HERE.parent / "bpmn" / "project_initiation.bpmn"
@@ -316,15 +317,15 @@ def test_fixture_process_selection():
 
 
 def test_wrap_fits_the_width_and_keeps_every_word():
-    from pmoflow.engine.diagram import _text_width
+    from pmoflow.engine.svg import text_width
 
     name = "Confirm the configuration management plan and repository"
     lines = wrap(name, 90, 12)
     assert len(lines) > 2 and " ".join(lines) == name
-    assert all(_text_width(line, 12) <= 90 for line in lines)
+    assert all(text_width(line, 12) <= 90 for line in lines)
     long_word = wrap("See Antidisestablishmentarianism", 60, 12)
     assert long_word[0] == "See" and "".join(long_word[1:]) == "Antidisestablishmentarianism"
-    assert all(_text_width(line, 12) <= 60 for line in long_word)
+    assert all(text_width(line, 12) <= 60 for line in long_word)
     short = wrap(name, 90, 12, max_lines=2)
     assert len(short) == 2 and short[-1].endswith("…")
     assert wrap("Line one\nLine two", 200, 12) == ["Line one", "Line two"]
