@@ -189,3 +189,12 @@ def test_attempts_made_at_once_cannot_slip_past_the_throttle(pmo, passwords):
     assert sorted(outcomes) == ["refused"] * identity.MAX_FAILURES + ["throttled"] * 3
     assert len(identity_events(pmo, "sign_in_failed")) == identity.MAX_FAILURES
     assert pmo.verify_record()["ok"]
+
+
+def test_over_https_the_cookie_is_secure_and_hsts_is_sent(app, passwords):
+    passwords("erin")
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
+        response = sign_in(client, "erin")
+        assert response.status_code == 303 and "Secure" in response.headers["set-cookie"]
+        assert response.headers["strict-transport-security"].startswith("max-age=")
+        assert client.get("/api/v1/me").json()["name"] == "erin"
