@@ -66,6 +66,14 @@ class Pmoflow:
         view._ctx = self._ctx.for_user(user)
         return view
 
+    def expecting(self, versions: frozenset[tuple[int, int]] | None) -> Pmoflow:
+        """This view for one command that may act only on an instance still at one of `versions`, pairs of
+        (instance id, lock version) read before (`show()["lock_version"]`): otherwise PreconditionFailed and
+        nothing changes. What the web server makes of an `If-Match` header."""
+        view = object.__new__(Pmoflow)
+        view._ctx = self._ctx.expecting(versions)
+        return view
+
     # -- set-up and identity
     def init(self, org: str | Path | None = None) -> dict[str, Any]:
         return installation.init(self._ctx, org)
@@ -118,6 +126,9 @@ class Pmoflow:
     def processes(self) -> list[dict[str, Any]]:
         return designer.processes(self._ctx)
 
+    def versions(self, process_id: str) -> list[dict[str, Any]]:
+        return designer.versions(self._ctx, process_id)
+
     def diff(self, process_id: str, from_version: int | str, to_version: int | str) -> dict[str, Any]:
         return designer.diff(self._ctx, process_id, from_version, to_version)
 
@@ -134,8 +145,9 @@ class Pmoflow:
               business_key: str | None = None) -> dict[str, Any]:
         return instances.start(self._ctx, process_id, data, business_key)
 
-    def instances(self, status: str | None = None, process: str | None = None) -> list[dict[str, Any]]:
-        return instances.instances(self._ctx, status, process)
+    def instances(self, status: str | None = None, process: str | None = None, limit: int | None = None,
+                  after: int | None = None) -> list[dict[str, Any]]:
+        return instances.instances(self._ctx, status, process, limit, after)
 
     def show(self, instance_id: int | str) -> dict[str, Any]:
         return instances.show(self._ctx, instance_id)
@@ -144,8 +156,9 @@ class Pmoflow:
         return instances.history(self._ctx, instance_id)
 
     # -- human tasks and notifications
-    def tasks(self, all_tasks: bool = False) -> list[dict[str, Any]]:
-        return tasks.inbox(self._ctx, all_tasks)
+    def tasks(self, all_tasks: bool = False, process: str | None = None, limit: int | None = None,
+              after: int | None = None) -> list[dict[str, Any]]:
+        return tasks.inbox(self._ctx, all_tasks, process, limit, after)
 
     def task(self, task_id: int | str) -> dict[str, Any]:
         return tasks.show(self._ctx, task_id)

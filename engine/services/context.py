@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session
 
 from pmoflow.engine import limits, runtime
 from pmoflow.engine.database import Database
-from pmoflow.engine.errors import NotFound, PermissionDenied
+from pmoflow.engine.errors import NotFound, PermissionDenied, PreconditionFailed
 from pmoflow.engine.library import Library, handlers_of, installed
 from pmoflow.engine.models import HumanTask, ProcessDefinition, ProcessInstance, User
 from pmoflow.engine.scripting import Handler
 
 WORKER = "worker"
+EXPECTED = "pmoflow.expected_versions"  # session.info key: the (instance id, lock version) pairs a command expects
 
 
 class Context:
@@ -33,6 +34,7 @@ class Context:
         self.libraries = installed() if libraries is None else libraries
         self.handlers: Mapping[str, Handler] = handlers if handlers is not None else handlers_of(self.libraries)
         self.form_dirs: list[Path] = [folder for library in self.libraries for folder in library.form_dirs]
+        self.expected: frozenset[tuple[int, int]] | None = None
         self._owns_db = True
 
     def for_user(self, name: str | None) -> Context:
@@ -42,6 +44,14 @@ class Context:
         view.user, view._owns_db = name, False
         return view
 
+    def expecting(self, versions: frozenset[tuple[int, int]] | None) -> Context:
+        """This view for one command that may act only on an instance still at one of `versions`, pairs of
+        (instance id, lock version) a client read before (HTTP `If-Match`): any other is PreconditionFailed,
+        checked where the command looks its instance up (`instance_row`), in the command's own transaction."""
+        view = copy.copy(self)
+        view.expected, view._owns_db = versions, False
+        return view
+
     @contextmanager
     def tx(self) -> Iterator[Session]:
         """One command, one transaction; workflows cached in this process follow its commit or rollback."""
@@ -49,6 +59,8 @@ class Context:
         try:
             with self.db.transaction() as session:
                 session_ref.append(session)
+                if self.expected is not None:
+                    session.info[EXPECTED] = self.expected
                 yield session
         except BaseException:
             if session_ref:
@@ -75,6 +87,10 @@ def instance_row(session: Session, instance_id: int | str) -> ProcessInstance:
     instance = session.get(ProcessInstance, int_id(instance_id, "instance"))
     if instance is None:
         raise NotFound(f"no instance {instance_id}")
+    expected = session.info.get(EXPECTED)
+    if expected is not None and (instance.id, instance.lock_version) not in expected:
+        raise PreconditionFailed(f"instance {instance.id} changed since you read it (it is at version "
+                                 f"{instance.lock_version} now, If-Match named another): read it again")
     return instance
 
 

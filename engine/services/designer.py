@@ -147,6 +147,19 @@ def processes(ctx: Context) -> list[dict[str, Any]]:
         return [definition_view(d) for d in newest_definitions(session)]
 
 
+def versions(ctx: Context, process_id: str) -> list[dict[str, Any]]:
+    """Every deployed version of one process, oldest first (NotFound when none is)."""
+    from pmoflow.engine.views import definition_view
+
+    ctx.db.check_schema()
+    with ctx.tx() as session:
+        rows = session.scalars(select(ProcessDefinition).where(ProcessDefinition.process_id == process_id)
+                               .order_by(ProcessDefinition.version)).all()
+        if not rows:
+            definition_row(session, process_id)  # raises NotFound, worded as everywhere
+        return [definition_view(d) for d in rows]
+
+
 def diff(ctx: Context, process_id: str, from_version: int | str, to_version: int | str) -> dict[str, Any]:
     """What changed between two deployed versions of a process: added, removed and changed elements."""
     from pmoflow.engine import migration

@@ -33,7 +33,9 @@ def start(ctx: Context, process_id: str, data: dict[str, Any] | None = None,
                 "process_id": process_id, "version": definition.version}
 
 
-def instances(ctx: Context, status: str | None = None, process: str | None = None) -> list[dict[str, Any]]:
+def instances(ctx: Context, status: str | None = None, process: str | None = None, limit: int | None = None,
+              after: int | None = None) -> list[dict[str, Any]]:
+    """Instances in id order, filtered; a page of them with `limit`, the next with `after` (the last id seen)."""
     ctx.db.check_schema()
     with ctx.tx() as session:
         query = select(ProcessInstance).order_by(ProcessInstance.id)
@@ -41,11 +43,16 @@ def instances(ctx: Context, status: str | None = None, process: str | None = Non
             query = query.where(ProcessInstance.status == status)
         if process:
             query = query.where(ProcessInstance.process_id == process)
+        if after is not None:
+            query = query.where(ProcessInstance.id > after)
+        if limit is not None:
+            query = query.limit(limit)
         return [instance_view(i) for i in session.scalars(query)]
 
 
 def show(ctx: Context, instance_id: int | str) -> dict[str, Any]:
-    """One instance: status, version, data, its tasks and the processes it called."""
+    """One instance: status, version, data, its tasks, the processes it called, and its lock version (what a
+    client names to act only on what it read)."""
     ctx.db.check_schema()
     with ctx.tx() as session:
         instance = instance_row(session, instance_id)
@@ -54,7 +61,8 @@ def show(ctx: Context, instance_id: int | str) -> dict[str, Any]:
                                 .order_by(HumanTask.id))
         return {**instance_view(instance), "data": audit.to_json_data(final_data(run.workflow)),
                 "tasks": [task_view(t) for t in tasks],
-                "calls": audit.to_json_data(runtime.called_processes(run.workflow))}
+                "calls": audit.to_json_data(runtime.called_processes(run.workflow)),
+                "lock_version": instance.lock_version}
 
 
 def history(ctx: Context, instance_id: int | str) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,37 +27,61 @@ class DutyRefused(PermissionDenied):
         self.instance_id, self.task_id, self.actor, self.rule = instance_id, task_id, actor, rule
 
 
-def inbox(ctx: Context, all_tasks: bool = False) -> list[dict[str, Any]]:
-    """Open tasks the user may take (or all open tasks): a query on the projection only."""
+def inbox(ctx: Context, all_tasks: bool = False, process: str | None = None, limit: int | None = None,
+          after: int | None = None) -> list[dict[str, Any]]:
+    """Open tasks the user may take (or all open tasks), oldest first: a query on the projection only. A page
+    of them with `limit`, the next page with `after` (the last id seen): keyset paging, so a page costs the same
+    at any depth and however many tasks are open."""
     ctx.db.check_schema()
     with ctx.tx() as session:
         query = select(HumanTask).where(HumanTask.state == "ready").order_by(HumanTask.id)
         if not all_tasks:
             user = ctx.actor(session)
-            mine = select(TaskCandidate.task_id).where(or_(
+            # correlated EXISTS (not IN): a page walks the tasks in id order and stops at `limit`, where IN
+            # would hash every candidate row of the user's roles first
+            candidate = select(TaskCandidate.task_id).where(TaskCandidate.task_id == HumanTask.id)
+            mine = candidate.where(or_(
                 (TaskCandidate.kind == "user") & (TaskCandidate.name == user.name),
                 (TaskCandidate.kind == "role") & TaskCandidate.name.in_(user.role_names)))
-            barred = select(TaskCandidate.task_id).where(
-                (TaskCandidate.kind == "excluded") & (TaskCandidate.name == user.name))
+            barred = candidate.where((TaskCandidate.kind == "excluded") & (TaskCandidate.name == user.name))
             query = query.where(or_(HumanTask.assignee == user.name,
-                                    (HumanTask.assignee.is_(None)) & HumanTask.id.in_(mine)),
-                                HumanTask.id.not_in(barred))
+                                    HumanTask.assignee.is_(None) & mine.exists()),
+                                ~barred.exists())
+        if process is not None:
+            query = query.where(HumanTask.process_id == process)
+        if after is not None:
+            query = query.where(HumanTask.id > after)
+        if limit is not None:
+            query = query.limit(limit)
         return [task_view(t) for t in session.scalars(query)]
 
 
 def show(ctx: Context, task_id: int | str) -> dict[str, Any]:
-    """One task with its data and form schema while it is open."""
+    """One task with its data, form schema and UI schema (the modeler's `formUiSchemaFilename`) while it is
+    open, and its instance's lock version (what a client names to act only on what it read)."""
     ctx.db.check_schema()
     with ctx.tx() as session:
         row = task_row(session, task_id)
-        view = task_view(row)
+        instance = instance_row(session, row.instance_id)
+        view = {**task_view(row), "instance_lock_version": instance.lock_version}
         if row.state == "ready":
-            run = load_run(ctx, session, instance_row(session, row.instance_id), "viewer")
+            run = load_run(ctx, session, instance, "viewer")
             spiff_task = runtime.find_task(run.workflow, row.spiff_task_id)
             view["data"] = audit.to_json_data(spiff_task.data) if spiff_task else {}
             if row.form:
                 view["schema"] = forms.load_schema(run.definition.sources[f"forms/{row.form}"], row.form)
+            ui_schema = _ui_schema(run.definition.sources, spiff_task)
+            if ui_schema is not None:
+                view["ui_schema"] = ui_schema
         return view
+
+
+def _ui_schema(sources: dict[str, str], spiff_task: Any) -> dict[str, Any] | None:
+    """The task's UI schema, stored with the definition's forms when the modeler named one."""
+    props = (getattr(spiff_task.task_spec, "extensions", None) or {}).get("properties", {}) if spiff_task else {}
+    name = props.get("formUiSchemaFilename")
+    text = sources.get(f"forms/{name}") if name else None
+    return json.loads(text) if text else None
 
 
 def claim(ctx: Context, task_id: int | str) -> dict[str, Any]:
@@ -124,9 +149,9 @@ def complete(ctx: Context, task_id: int | str, data: dict[str, Any] | None = Non
 def _open_task(ctx: Context, session: Session, task_id: int | str) -> tuple[HumanTask, User, ProcessInstance]:
     row = task_row(session, task_id)
     user = ctx.actor(session)
+    instance = instance_row(session, row.instance_id)  # a stale If-Match is refused before anything else
     if row.state != "ready":
         raise Conflict(f"task {row.id} is already {row.state}")
-    instance = instance_row(session, row.instance_id)
     if instance.status not in ("running", "waiting"):
         raise Conflict(f"instance {instance.id} is {instance.status}; its tasks cannot be worked on")
     return row, user, instance

@@ -83,7 +83,8 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     """FastAPI's OpenAPI document, saying how clients authenticate (a bearer token, or the session cookie)."""
     if app.openapi_schema is None:
         document = app.openapi()
-        document.setdefault("components", {})["securitySchemes"] = {
+        document.setdefault("components", {}).setdefault("schemas", {})["Problem"] = api.PROBLEM_SCHEMA
+        document["components"]["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer",
                        "description": "A personal API token: `pmoflow token create NAME`"},
             "session": {"type": "apiKey", "in": "cookie", "name": auth.COOKIE,
