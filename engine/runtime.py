@@ -30,10 +30,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pmoflow.engine import clock, forms, messaging, serialization
 from pmoflow.engine.audit import InstanceLog
-from pmoflow.engine.errors import InstanceError, PmoflowError
+from pmoflow.engine.errors import InstanceError, InvalidInput, PmoflowError
 from pmoflow.engine.models import HumanTask, ProcessDefinition, ProcessInstance, TaskCandidate
 from pmoflow.engine.notifications import record as record_notifications
-from pmoflow.engine.scripting import Handler, SandboxScriptEngine
+from pmoflow.engine.scripting import Handler, SandboxScriptEngine, check_fan_out
 from pmoflow.engine.workflow import PmoflowWorkflow
 
 MAX_STEPS_ENV = "PMOFLOW_MAX_ENGINE_STEPS"
@@ -234,6 +234,10 @@ class Run:
         spiff_task.data.update(forms.landing(spiff_task.task_spec, data))
         self.completed_ids.add(str(spiff_task.id))
         self._current = spiff_task
+        try:
+            check_fan_out(spiff_task)
+        except WorkflowTaskException as exc:  # submitted data: refused, nothing changed
+            raise InvalidInput(str(exc)) from None
         if self._attempt(spiff_task.run):
             self.advance()
 
@@ -251,13 +255,15 @@ class Run:
         except (WorkflowTaskException, SpiffWorkflowException) as exc:
             self._fail(exc)
         except Exception as exc:  # noqa: BLE001 (an OverflowError of a far timer, a RecursionError ...)
-            task = _raising_task(exc) or self._current
-            self._fail(WorkflowTaskException(f"{type(exc).__name__}: {exc}", task=task, exception=exc))
+            task = _raising_task(exc) or self._current  # (a WorkflowTaskException needs a task)
+            self._fail(WorkflowTaskException(f"{type(exc).__name__}: {exc}", task=task, exception=exc)
+                       if task is not None else exc)
         return False
 
     def _engine_task_starting(self, task: Task) -> None:
         """Count engine steps: a cycle of gateways and scripts that never waits is an error, not a hang."""
         self._current = task
+        check_fan_out(task)
         self.steps += 1
         limit = max_engine_steps()
         if self.steps > limit:

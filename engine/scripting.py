@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sized
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -150,6 +150,11 @@ class SandboxScriptEngine(PythonScriptEngine):
                 raise WorkflowTaskException(f"timer value {value!r} {problem}", task=task)
         return value
 
+    def execute(self, task, script: str, external_context: dict | None = None) -> bool:
+        result = super().execute(task, script, external_context)
+        check_fan_out(task)  # a script's list may feed the multi-instance task after it
+        return result
+
     def create_task_exec_exception(self, task, script: str, err: Exception) -> WorkflowTaskException:
         """SpiffWorkflow's, with the line a sandboxed script failed at, and any exception argument (its own
         version fails with a TypeError on `ValueError(1)`)."""
@@ -173,10 +178,35 @@ class SandboxScriptEngine(PythonScriptEngine):
         kwargs = {name: param["value"] for name, param in operation_params.items()}
         try:
             result = handler(**copy.deepcopy(kwargs))
-            return json.dumps(result, default=_json_default, allow_nan=False)  # NaN: PostgreSQL would refuse it
+            text = json.dumps(result, default=_json_default, allow_nan=False)  # NaN: PostgreSQL would refuse it
         except Exception as exc:  # a handler is user code: report any failure on the task
             raise WorkflowTaskException(f"handler '{operation_name}' failed: {type(exc).__name__}: {exc}",
                                         task=task, exception=exc) from exc
+        variable = getattr(task.task_spec, "result_variable", None)
+        check_fan_out(task, {**task.data, variable: result} if variable else None)
+        return text
+
+
+def check_fan_out(task, data: Mapping[str, Any] | None = None) -> None:
+    """Refuse, at the task about to complete, a collection too large for the multi-instance task after it.
+
+    SpiffWorkflow starts a multi-instance task's instances while the task before it completes, all at once when
+    parallel, each with a copy of the task data: inside its own code, where no sandbox bounds it (8,000 items
+    took 12 s and 500 MB; 100,000 would take hours). So the engine checks each task's successors before they
+    are reached: after a script (`execute`), a handler (`call_service`), before an engine step and before a
+    human task completes (engine/runtime.py)."""
+    limit = max_instances()
+    values = task.data if data is None else data
+    for successor in task.task_spec.outputs:
+        collection = getattr(successor, "data_input", None)
+        if not isinstance(successor, MultiInstanceTask) or collection is None:
+            continue
+        items = values.get(getattr(collection, "bpmn_id", None))
+        if isinstance(items, Sized) and not isinstance(items, str) and len(items) > limit:
+            raise WorkflowTaskException(
+                f"{collection.bpmn_id} has {len(items):,} items, and the multi-instance task "
+                f"'{successor.bpmn_id}' after this one would start an instance for each; at most {limit:,} may "
+                f"run (set {MAX_INSTANCES_ENV} to change the limit)", task=task)
 
 
 def _check_cardinality(task, value: Any) -> None:

@@ -17,8 +17,9 @@ from sqlalchemy import update
 
 from conftest import FIXTURES, TEST_ORG
 from pmoflow.engine import parser, runtime
-from pmoflow.engine.errors import InvalidProcess
+from pmoflow.engine.errors import InvalidInput, InvalidProcess
 from pmoflow.engine.models import ProcessInstance
+from pmoflow.engine.workflow import PmoflowWorkflow
 
 HOSTILE = FIXTURES / "hostile"
 HANG_GUARD = 30  # seconds: far above the limits, only there to fail instead of hanging
@@ -61,6 +62,7 @@ POISONED = {
     "endless_cycle": ({"cycle_again", "cycle_round"}, "more than 300 engine steps in a row"),
     "always_loop": ("always_loop", "more than 300 engine steps in a row"),
     "huge_cardinality": ("huge_cardinality", "asks for 100,000 instances; at most 50"),
+    "huge_collection": ("huge_collection", "items has 100,000 items, and the multi-instance task 'each_item'"),
     "far_timer_runtime": ("far_timer_runtime", "more than 10 years away"),
 }
 INNOCENT = ("innocent_fast", "innocent_sandbox")
@@ -174,3 +176,24 @@ def test_a_process_with_a_far_timer_is_not_deployed(hostile):
         hostile.deploy([HOSTILE / "validate" / "far_timers.bpmn"])
     assert sum("more than 10 years away" in line for line in refused.value.details) == 3
     assert "far_timers" not in [p["process_id"] for p in hostile.processes()]
+
+
+def test_a_form_feeding_a_multi_instance_task_more_items_than_allowed_is_refused(hostile):
+    """SpiffWorkflow would start one instance per item, each with a copy of the data, inside the completion."""
+    instance_id = hostile.start("hostile", {"case": "collect", "wait": False})["instance_id"]
+    [task] = [t for t in hostile.show(instance_id)["tasks"] if t["state"] == "ready"]
+    with pytest.raises(InvalidInput, match="items has 100,000 items"):
+        hostile.complete(task["id"], {"items": list(range(100_000))})
+    assert hostile.show(instance_id)["status"] == "running"  # nothing changed
+    hostile.complete(task["id"], {"items": [1, 2, 3]})
+    assert_innocent_ran(hostile, instance_id)
+
+
+def test_a_plain_exception_outside_any_task_still_puts_the_instance_in_error(hostile, monkeypatch):
+    def overflow(self):
+        raise OverflowError("date value out of range")
+
+    monkeypatch.setattr(PmoflowWorkflow, "refresh_timers", overflow)
+    started = hostile.start("hostile", {"case": "innocent_fast", "wait": False})
+    assert started["status"] == "error"
+    assert "OverflowError" in started["error"]["type"] and "out of range" in started["error"]["message"]
