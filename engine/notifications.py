@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from pmoflow.engine import clock
@@ -143,6 +143,12 @@ def listing(session: Session, recipient: str | None = None, instance_id: int | N
     if undelivered_only:
         query = query.where(Notification.delivered_at.is_(None))
     return list(session.scalars(query))
+
+
+def undelivered_count(session: Session, recipient: str) -> int:
+    """The recipient's notifications not delivered yet (the index on recipient and delivered_at answers it)."""
+    return session.scalar(select(func.count()).select_from(Notification).where(
+        Notification.recipient_user == recipient, Notification.delivered_at.is_(None))) or 0
 
 
 def deliver(session: Session, rows: list[Notification], recipient: str, now: datetime) -> set[int]:

@@ -70,3 +70,37 @@ def history(ctx: Context, instance_id: int | str) -> list[dict[str, Any]]:
     with ctx.tx() as session:
         instance = instance_row(session, instance_id)
         return [event_view(e) for e in audit.history(session, instance.id)]
+
+
+def startable(ctx: Context) -> list[dict[str, Any]]:
+    """The processes the acting user may start (newest versions whose plain start event is in a lane they
+    hold, or in none), each with its start form's JSON Schema and UI schema when it has them: what the web
+    workspace's start page offers. Processes started only by a message or a timer are not listed."""
+    import json
+
+    from pmoflow.engine import forms
+    from pmoflow.engine.errors import PermissionDenied
+    from pmoflow.engine.services.advance import newest_definitions
+    from pmoflow.engine.views import definition_view
+
+    ctx.db.check_schema()
+    with ctx.tx() as session:
+        actor, offered = ctx.actor(session), []
+        for definition in newest_definitions(session):
+            try:
+                check_may_start(session, definition, actor)
+            except PermissionDenied:
+                continue
+            spec, _ = runtime.specs_of(session, definition)
+            plain = [t for t in spec.task_specs.values() if type(t).__name__ == "StartEvent"
+                     and type(getattr(t, "event_definition", None)).__name__ == "NoneEventDefinition"]
+            if not plain:
+                continue
+            props = (getattr(plain[0], "extensions", None) or {}).get("properties", {})
+            ui_name = props.get("formUiSchemaFilename")
+            ui_text = definition.sources.get(f"forms/{ui_name}") if ui_name else None
+            form = definition.start_form
+            offered.append({**definition_view(definition), "start_event": plain[0].bpmn_name or plain[0].bpmn_id,
+                            "schema": forms.load_schema(definition.sources[f"forms/{form}"], form) if form else None,
+                            "ui_schema": json.loads(ui_text) if ui_text else None})
+        return offered

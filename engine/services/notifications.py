@@ -33,3 +33,11 @@ def listing(ctx: Context, user: str | None = None, undelivered_only: bool = Fals
         now = clock.db_now()
         delivered = outbox.deliver(session, rows, recipient, now) if own else set()
         return [outbox.view(r, now if r.id in delivered else None) for r in rows]
+
+
+def unread_count(ctx: Context) -> int:
+    """How many of the acting user's notifications are not delivered yet (what the web inbox shows beside its
+    link to them); counting delivers nothing."""
+    ctx.db.check_schema()
+    with ctx.tx() as session:
+        return outbox.undelivered_count(session, ctx.actor(session).name)

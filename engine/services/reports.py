@@ -40,6 +40,20 @@ def instance_report(ctx: Context, instance_id: int | str) -> dict[str, Any]:
         return reporting.instance_report(summary, events, verification, drawing, data, clock.db_now())
 
 
+def instance_diagram(ctx: Context, instance_id: int | str) -> dict[str, Any]:
+    """One instance's diagram with the path taken, where it stands and the element in error marked (what the
+    instance report draws, without the rest of the report): `svg` (None when the files hold no diagram, with a
+    `note` saying why), `completed`, `taken_flows`, `current`, `errored`."""
+    ctx.db.check_schema()
+    with ctx.tx() as session:
+        instance = known_instance(session, instance_id)
+        definition = session.get(ProcessDefinition, instance.definition_id)
+        run = load_run(ctx, session, instance, "viewer")
+        errored = (instance.error or {}).get("bpmn_id") if instance.status == "error" else None
+        return reporting.diagram(definition.sources, instance.process_id, run.workflow, errored,
+                                 f"{definition.name}: instance {instance.id}")
+
+
 def process_report(ctx: Context, process_id: str, since: str | datetime | None = None,
                    until: str | datetime | None = None, period: str | None = None,
                    override: str | None = None) -> dict[str, Any]:

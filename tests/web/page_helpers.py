@@ -15,6 +15,8 @@ from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.web.app import create_app
 from pmoflow.engine.web.form_render import Field, Form, build
 
+__all__ = ["browser", "demo_app"]  # the fixtures, for `from page_helpers import *`
+
 HTML = {"accept": "text/html"}
 DEMO_ADMIN = "pmo.admin"
 
