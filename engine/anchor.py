@@ -186,7 +186,7 @@ def _seal_pending(session: Session) -> None:
         if head is not None:
             heads.append((stream, head.seq, head.hash, definition_digest(session, name) if kind == "definition"
                           else ""))
-    changed = [h for h in heads if _parts(session.get(AuditSeal, h[0]) or AuditSeal(stream=h[0])) != h]
+    changed = [h for h in heads if (seal := session.get(AuditSeal, h[0])) is None or _parts(seal) != h]
     if not changed:
         return  # a transaction that only read (show, task) needs no key
     key = writing_key(session)

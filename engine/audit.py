@@ -155,30 +155,32 @@ def payload_facts(payload: Any) -> list[tuple[str, str]]:
     (`taken`, `candidates`); a list of objects indexes its items' scalar members (`matched_rules.id`,
     `duty_checks.rule`). Deeper values stay in the payload, readable but not filterable."""
     found: list[tuple[str, str]] = []
-
-    def add(path: str, value: Any) -> None:
-        text = fact_value(value)
-        if path and text is not None and len(path) <= MAX_FACT_KEY:
-            found.append((path, text))
-
-    def walk(path: str, value: Any, depth: int) -> None:
-        if isinstance(value, dict):
-            if depth < FACT_DEPTH:
-                for key, item in value.items():
-                    walk(f"{path}.{key}" if path else str(key), item, depth + 1)
-        elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, dict):
-                    if depth < FACT_DEPTH:
-                        for key, member in item.items():
-                            add(f"{path}.{key}", member)
-                elif not isinstance(item, list):
-                    add(path, item)
-        else:
-            add(path, value)
-
-    walk("", payload, 0)
+    _walk(found, "", payload, 0)
     return found
+
+
+def _add(found: list[tuple[str, str]], path: str, value: Any) -> None:
+    text = value if isinstance(value, str) and len(value) <= MAX_FACT_VALUE else fact_value(value)
+    if path and text is not None and len(path) <= MAX_FACT_KEY:
+        found.append((path, text))
+
+
+def _walk(found: list[tuple[str, str]], path: str, value: Any, depth: int) -> None:
+    # One call per value, not per fact (`audit verify` re-derives the facts of every event).
+    if isinstance(value, dict):
+        if depth < FACT_DEPTH:
+            for key, item in value.items():
+                _walk(found, f"{path}.{key}" if path else str(key), item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict):
+                if depth < FACT_DEPTH:
+                    for key, member in item.items():
+                        _add(found, f"{path}.{key}", member)
+            elif not isinstance(item, list):
+                _add(found, path, item)
+    else:
+        _add(found, path, value)
 
 
 def facts_of(event: Event, roles: Iterable[str] = (), limit: int | None = MAX_FACTS,

@@ -243,10 +243,13 @@ class Coverage:
                 select(TaskCandidate.task_id, TaskCandidate.kind, TaskCandidate.name).join(HumanTask),
                 HumanTask.instance_id)):
             candidates.setdefault(task_id, []).append((kind, name))
-        rows = self.session.execute(self._scoped(select(HumanTask), HumanTask.instance_id).order_by(HumanTask.id))
+        columns = (HumanTask.id, HumanTask.instance_id, HumanTask.bpmn_id, HumanTask.lane, HumanTask.form,
+                   HumanTask.due, HumanTask.assignee, HumanTask.state, HumanTask.completed_by)
+        rows = self.session.connection().execute(self._scoped(select(*columns), HumanTask.instance_id)
+                                                 .execution_options(yield_per=5000))
         forms = _Forms(self.session)
         seen = set()
-        for (row,) in rows:
+        for row in rows:
             if row.instance_id not in self.intact:
                 continue
             seen.add(row.id)
@@ -294,7 +297,7 @@ class Coverage:
                                                f"event {seq}; its events are gone: deleted from the database"))
 
 
-def _task_problem(row: HumanTask, task: _Task | None, candidates: list[tuple[str, str]],
+def _task_problem(row: Any, task: _Task | None, candidates: list[tuple[str, str]],
                   forms: dict[str, set[str | None]]) -> str | None:
     if task is None:
         return "it has no task_ready event: the row was added outside pmoflow"
