@@ -208,8 +208,9 @@ class Pmoflow:
         return admin.retry(self._ctx, instance_id, data, reason)
 
     # -- timers
-    def run_due(self, now: datetime | None = None, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
-        return timers.run_due(self._ctx, now, should_stop)
+    def run_due(self, now: datetime | None = None, should_stop: Callable[[], bool] | None = None,
+                dry_run: bool = False) -> dict[str, Any]:
+        return timers.run_due(self._ctx, now, should_stop, dry_run)
 
     def schedules(self) -> list[dict[str, Any]]:
         return timers.schedules(self._ctx)

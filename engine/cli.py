@@ -621,29 +621,54 @@ def retry(instance: str, data: str | None, reason: str | None, as_json: bool) ->
 
 @main.command()
 @click.option("--once", is_flag=True, help="Fire what is due now and exit.")
-@click.option("--now", "now_text", help="Evaluate as of this ISO time (tests and dry runs).")
+@click.option("--now", "now_text", help="Evaluate timers and schedules as of this ISO time (catch-up, tests); "
+              "events are still recorded at the real time, with this time beside them (as_of).")
+@click.option("--dry-run", is_flag=True, help="List what would fire and start (as of --now) and change nothing.")
 @click.option("--interval", type=click.FloatRange(0.1, 86400.0), default=5.0, show_default=True,
               help="Seconds between polls when running on (0.1 to 86400).")
+@click.option("--verbose", is_flag=True, help="One line per pass on stderr, even when nothing was due.")
 @json_option
 @handled
-def worker(once: bool, now_text: str | None, interval: float, as_json: bool) -> None:
+def worker(once: bool, now_text: str | None, dry_run: bool, interval: float, verbose: bool, as_json: bool) -> None:
     """Fire due timers and start the instances due timer start events call for: once, or until SIGTERM or
-    Ctrl-C (finishing the instance in hand)."""
+    Ctrl-C (finishing the instance in hand). A database error that passes (a dropped connection, a locked
+    database) is retried with a backoff, one line on stderr each time."""
+    from pmoflow.engine import worker as worker_loop
+
     now = parse_time(now_text) if now_text is not None else None
+    if dry_run:
+        return print_dry_run(app().run_due(now, dry_run=True), as_json)
     stop = threading.Event()
     if not once:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    while True:
-        result = app().run_due(now, should_stop=stop.is_set)
+
+    def on_pass(result: dict[str, Any], number: int, seconds: float) -> None:
+        line = (f"{result['now']}: fired timers of {len(result['fired'])} instance(s) {result['fired']}; started "
+                f"{len(result['started'])} instance(s) {result['started']} by timer start events; "
+                f"{len(result['errors'])} went into error")
         if as_json:
             emit_json(result)
         elif result["fired"] or result["started"] or once:
-            click.echo(f"{result['now']}: fired timers of {len(result['fired'])} instance(s) "
-                       f"{result['fired']}; started {len(result['started'])} instance(s) {result['started']} "
-                       f"by timer start events; {len(result['errors'])} went into error")
-        if once or stop.wait(interval):
-            return
+            click.echo(line)
+        if verbose:
+            click.echo(f"pass {number} ({seconds:.2f} s): {line}", err=True)
+
+    worker_loop.run(lambda: app().run_due(now, should_stop=stop.is_set), stop=stop, interval=interval, once=once,
+                    on_pass=on_pass, log=lambda line: click.echo(line, err=True))
+
+
+def print_dry_run(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        return emit_json(result)
+    click.echo(f"dry run as of {result['now']}: nothing was changed")
+    table("Instances with timers due", ["instance", "process", "business key", "timer", "due"],
+          [[i["instance_id"], f"{i['process_id']} v{i['version']}", i["business_key"] or "",
+            t["name"] or t["task"] or "", t["due"]] for i in result["would_fire"]
+           for t in i["timers"] or [{"name": "(next due)", "task": None, "due": i["next_due"]}]])
+    table("Instances timer start events would start", ["process", "version", "start event", "due", "occurrence"],
+          [[s["process_id"], s["version"], s["start_event"], due, s["fired"] + n]
+           for s in result["would_start"] for n, due in enumerate(s["occurrences"], start=1)])
 
 
 @main.command("schedules")

@@ -1,4 +1,9 @@
-"""The worker's pass: fire due timers, and start the instances due timer start events call for."""
+"""The worker's pass: fire due timers, and start the instances due timer start events call for.
+
+`now` evaluates a pass as of another time (`worker --now`: catching up, tests). Time is never forged: events are
+recorded at the real time, with the time evaluated as of beside them (`as_of`, see engine/clock.py). A dry run
+lists what a pass would do and changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from pmoflow.engine import clock, runtime
+from pmoflow.engine import clock, runtime, serialization
 from pmoflow.engine import schedules as start_timers
 from pmoflow.engine.errors import PmoflowError
 from pmoflow.engine.models import ProcessDefinition, ProcessInstance, ProcessSchedule
@@ -17,16 +22,19 @@ from pmoflow.engine.services.advance import finish, new_instance
 from pmoflow.engine.services.context import WORKER, Context, load_run
 
 
-def run_due(ctx: Context, now: datetime | None = None,
-            should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+def run_due(ctx: Context, now: datetime | None = None, should_stop: Callable[[], bool] | None = None,
+            dry_run: bool = False) -> dict[str, Any]:
     """Fire every timer due at `now` (default: the real time), one instance per transaction, row-locked
     (SKIP LOCKED) so several workers share the work; then start an instance for each occurrence of a timer
-    start event due by then (`started`). `should_stop` is asked between instances and occurrences."""
+    start event due by then (`started`). `should_stop` is asked between instances and occurrences.
+    `dry_run`: only say which instances have timers due and which occurrences would start (`due`)."""
     ctx.db.check_schema()
     fired, failed, started = [], [], []
     stop = should_stop or (lambda: False)
-    with clock.frozen(now):
-        cutoff = clock.db_now()
+    with clock.simulating(now):
+        cutoff = clock.as_db(clock.timer_now())
+        if dry_run:
+            return {"now": clock.as_utc(cutoff).isoformat(), "dry_run": True, **preview(ctx, cutoff)}
         with ctx.tx() as session:
             due = list(session.scalars(select(ProcessInstance.id).where(
                 ProcessInstance.status.in_(("running", "waiting")), ProcessInstance.next_due <= cutoff)
@@ -110,6 +118,47 @@ def _fire_schedule(ctx: Context, schedule_id: int, cutoff: datetime) -> tuple[in
         schedule.next_due, schedule.remaining = timing.next_due, timing.remaining
         schedule.fired += 1
         return instance.id, instance.status
+
+
+PREVIEW_OCCURRENCES = 100  # a dry run lists at most this many occurrences of one schedule
+
+
+def preview(ctx: Context, cutoff: datetime) -> dict[str, Any]:
+    """What a pass as of `cutoff` would do, read in one transaction that writes nothing: the instances whose
+    timers are due (each timer due now; firing one may start later ones, which a pass also fires if due) and
+    the occurrences of timer start events that would start an instance."""
+    with ctx.tx() as session:
+        instances = session.scalars(select(ProcessInstance).where(
+            ProcessInstance.status.in_(("running", "waiting")), ProcessInstance.next_due <= cutoff)
+            .order_by(ProcessInstance.next_due, ProcessInstance.id)).all()
+        fire = [_due_instance(session, instance, cutoff) for instance in instances]
+        rows = session.execute(select(ProcessSchedule, ProcessDefinition.version)
+                               .join(ProcessDefinition, ProcessDefinition.id == ProcessSchedule.definition_id)
+                               .where(ProcessSchedule.next_due <= cutoff)
+                               .order_by(ProcessSchedule.next_due, ProcessSchedule.id)).all()
+        start = [{**start_timers.view(schedule, version), "occurrences": _occurrences(schedule, cutoff)}
+                 for schedule, version in rows]
+    return {"would_fire": fire, "would_start": start}
+
+
+def _due_instance(session, instance: ProcessInstance, cutoff: datetime) -> dict[str, Any]:
+    definition = session.get(ProcessDefinition, instance.definition_id)
+    workflow = serialization.load_state(instance.state, runtime.specs_of(session, definition))
+    timers = [{"task": task.task_spec.bpmn_id, "name": task.task_spec.bpmn_name, "due": clock.as_utc(at).isoformat()}
+              for task, at in runtime.waiting_timers(workflow) if at <= cutoff]
+    return {"instance_id": instance.id, "process_id": instance.process_id, "version": instance.version,
+            "business_key": instance.business_key, "status": instance.status,
+            "next_due": clock.as_utc(instance.next_due).isoformat(), "timers": timers}
+
+
+def _occurrences(schedule: ProcessSchedule, cutoff: datetime) -> list[str]:
+    """The due times of a schedule's occurrences up to `cutoff`, oldest first (at most PREVIEW_OCCURRENCES)."""
+    found = []
+    timing = start_timers.Timing(schedule.next_due, schedule.remaining)
+    while timing.next_due is not None and timing.next_due <= cutoff and len(found) < PREVIEW_OCCURRENCES:
+        found.append(clock.as_utc(timing.next_due).isoformat())
+        timing = start_timers.after(schedule.process_id, schedule.bpmn_id, schedule.expression, timing)
+    return found
 
 
 def schedules(ctx: Context) -> list[dict[str, Any]]:
