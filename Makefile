@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve test lint bench bench-workers clean
+.PHONY: demo serve test lint bench bench-workers bench-web clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ bench: $(STAMP)
 # Needs PostgreSQL (PMOFLOW_BENCH_PG_URL or PMOFLOW_TEST_PG_URL) and 5-10 minutes: see docs/performance.md.
 bench-workers: $(STAMP)
 	$(BIN)/python bench/workers.py --repeat 5 --quiet-wait 60
+
+# The REST API under load: a real Uvicorn on PostgreSQL (PMOFLOW_BENCH_PG_URL or PMOFLOW_TEST_PG_URL), 20 simulated
+# staff for 30 s, complete over the API against the Python API, the inbox at 1,000 and 100,000 open tasks.
+bench-web: $(STAMP)
+	$(BIN)/python bench/web_load.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -169,3 +169,21 @@ def test_the_openapi_document_describes_every_route(app, api):
     assert {"limit", "after", "all", "process"} <= paging
     assert document["components"]["schemas"]["Problem"]["properties"]["rule"]
     assert document["components"]["schemas"]["TaskDetail"]["properties"]["ui_schema"]
+
+
+def test_the_readmes_upload_of_the_whole_library_validates(pmo, db_url, tokens):
+    """`zip -r library.zip bpmn forms` and `POST /processes/validate`, as the README shows, with the installed
+    process library's handlers (the app the fixtures make has only the test library's)."""
+    root = FIXTURES.parents[1]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for folder in ("bpmn", "forms"):
+            for path in sorted((root / folder).rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    archive.write(path, path.relative_to(root).as_posix())
+    with TestClient(create_app(db_url, secret_key=SECRET)) as client:
+        checked = UserClient(client, tokens("erin")).post(
+            "/processes/validate", files=[("files", ("library.zip", buffer.getvalue()))])
+    assert checked.status_code == 200, checked.text
+    assert not [f for f in checked.json()["findings"] if f["severity"] == "error"]
+    assert "bpmn/quality_gate.bpmn" in checked.json()["files"] and "forms/__init__.py" in checked.json()["ignored"]
