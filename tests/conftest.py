@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from seeds import Seeds
 
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.database import scratch_schema
@@ -69,12 +70,16 @@ def cli_handlers(monkeypatch) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])))
 
 
+def fixture_libraries(request) -> list[Library] | None:
+    return None if "demo_pmo" in request.fixturenames else [TEST_LIBRARY]
+
+
 @pytest.fixture
 def make_pmo(db_url, request) -> Iterator[Callable[..., Pmoflow]]:
     """`make_pmo(user)` gives an API object acting as `user` on the test database: with the installed PMO library
     in tests of the PMO's processes (those using `demo_pmo`), else with the engine's own test library."""
     made: list[Pmoflow] = []
-    libraries = None if "demo_pmo" in request.fixturenames else [TEST_LIBRARY]
+    libraries = fixture_libraries(request)
 
     def make(user: str | None = None, libraries: list[Library] | None = libraries) -> Pmoflow:
         app = Pmoflow(db_url, user=user, libraries=libraries)
@@ -86,21 +91,44 @@ def make_pmo(db_url, request) -> Iterator[Callable[..., Pmoflow]]:
         app.close()
 
 
+@pytest.fixture(scope="session")
+def seeds(tmp_path_factory) -> Iterator[Seeds]:
+    """Initialised databases built once per process and copied into each test that starts from one (seeds.py)."""
+    made = Seeds(tmp_path_factory.mktemp("seeds"), PG_URL)
+    yield made
+    made.close()
+
+
 @pytest.fixture
-def pmo(make_pmo) -> Pmoflow:
+def initialised(seeds, db_url, make_pmo, request) -> Callable[..., Pmoflow]:
+    """`initialised(user, org, *folders)`: `make_pmo(user)` on a database where `init(org)` and `deploy(folders)`
+    ran: a copy of a seed that made those calls once per process."""
+    libraries = fixture_libraries(request)
+
+    def init(user: str, org: Path | None = None, *folders: Path) -> Pmoflow:
+        def build(url: str) -> None:
+            app = Pmoflow(url, user=user, libraries=libraries)
+            app.init(org)
+            if folders:
+                app.deploy(list(folders))
+            app.close()
+
+        seeds.copy_into(db_url, (user, org, folders, tuple(lib.name for lib in libraries or installed())), build)
+        return make_pmo(user)
+
+    return init
+
+
+@pytest.fixture
+def pmo(initialised) -> Pmoflow:
     """An initialised database with the test organisation and the fixture processes deployed."""
-    app = make_pmo("alice")
-    app.init(TEST_ORG)
-    app.deploy([FIXTURES])
-    return app
+    return initialised("alice", TEST_ORG, FIXTURES)
 
 
 @pytest.fixture
-def demo_pmo(make_pmo) -> Pmoflow:
+def demo_pmo(initialised) -> Pmoflow:
     """An initialised database with the bundled demo organisation and process library."""
-    app = make_pmo("sara.spm")
-    app.init()
-    return app
+    return initialised("sara.spm")
 
 
 People = Callable[[str], Pmoflow]

@@ -107,11 +107,15 @@ def later(days: float) -> str:
 
 
 @pytest.fixture
-def cli_db(db_url) -> str:
-    """A database set up through the CLI: schema, the test organisation and the fixture processes."""
-    assert run(db_url, "init", "--org", TEST_ORG).exit_code == 0
-    deployed = run(db_url, "deploy", FIXTURES, user="alice")
-    assert deployed.exit_code == 0, deployed.stderr
+def cli_db(db_url, seeds) -> str:
+    """A database set up through the CLI: schema, the test organisation and the fixture processes (a copy of
+    one the CLI set up once per process: conftest's `seeds`)."""
+    def build(url: str) -> None:
+        assert run(url, "init", "--org", TEST_ORG).exit_code == 0
+        deployed = run(url, "deploy", FIXTURES, user="alice")
+        assert deployed.exit_code == 0, deployed.stderr
+
+    seeds.copy_into(db_url, "test_cli.cli_db", build)
     return db_url
 
 

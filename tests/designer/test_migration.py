@@ -405,15 +405,19 @@ def test_a_bulk_run_reports_an_instance_changed_by_someone_else_and_goes_on(pmo,
 # -- the command line ---------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def cli_db(db_url, cli_handlers):
-    """A database set up through the CLI: v1 with instance 1 at prepare and 2 at review, then v2..v4."""
-    assert cli(db_url, "init", "--org", TEST_ORG).exit_code == 0
-    assert cli(db_url, "deploy", MIG / "mig_v1.bpmn").exit_code == 0
-    for _ in range(2):
-        assert cli(db_url, "start", "mig", "--data", '{"title": "abc", "amount": 2}').exit_code == 0
-    assert cli(db_url, "complete", "2", "--data", "{}").exit_code == 0  # task 2: instance 2's prepare
-    for version in (2, 3, 4):
-        assert cli(db_url, "deploy", MIG / f"mig_v{version}.bpmn").exit_code == 0
+def cli_db(db_url, cli_handlers, seeds):
+    """A database set up through the CLI: v1 with instance 1 at prepare and 2 at review, then v2..v4 (a copy of
+    one the CLI set up so once per process: conftest's `seeds`)."""
+    def build(url: str) -> None:
+        assert cli(url, "init", "--org", TEST_ORG).exit_code == 0
+        assert cli(url, "deploy", MIG / "mig_v1.bpmn").exit_code == 0
+        for _ in range(2):
+            assert cli(url, "start", "mig", "--data", '{"title": "abc", "amount": 2}').exit_code == 0
+        assert cli(url, "complete", "2", "--data", "{}").exit_code == 0  # task 2: instance 2's prepare
+        for version in (2, 3, 4):
+            assert cli(url, "deploy", MIG / f"mig_v{version}.bpmn").exit_code == 0
+
+    seeds.copy_into(db_url, "test_migration.cli_db", build)
     return db_url
 
 

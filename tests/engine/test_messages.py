@@ -20,10 +20,8 @@ MESSAGES = Path(__file__).parents[2] / "docs" / "examples" / "designer" / "messa
 
 
 @pytest.fixture
-def app(make_pmo):
-    admin = make_pmo("alice")
-    admin.init(TEST_ORG)
-    admin.deploy([MESSAGES])
+def app(initialised, make_pmo):
+    initialised("alice", TEST_ORG, MESSAGES)
     return make_pmo
 
 

@@ -21,10 +21,8 @@ YEARLY = SCHEDULES / "yearly_review.bpmn"
 
 
 @pytest.fixture
-def app(make_pmo):
-    app = make_pmo("alice")
-    app.init(TEST_ORG)
-    return app
+def app(initialised):
+    return initialised("alice", TEST_ORG)
 
 
 def at(text: str) -> datetime:
