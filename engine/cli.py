@@ -654,7 +654,9 @@ def worker(once: bool, now_text: str | None, dry_run: bool, interval: float, ver
         if verbose:
             click.echo(f"pass {number} ({seconds:.2f} s): {line}", err=True)
 
-    worker_loop.run(lambda: app().run_due(now, should_stop=stop.is_set), stop=stop, interval=interval, once=once,
+    # each pass: due timers, then the e-mail outbox (a no-op unless PMOFLOW_SMTP_URL is set)
+    worker_loop.run(lambda: {**app().run_due(now, should_stop=stop.is_set), "mail": app().send_mail()},
+                    stop=stop, interval=interval, once=once,
                     on_pass=on_pass, log=lambda line: click.echo(line, err=True))
 
 

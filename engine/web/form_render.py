@@ -330,8 +330,10 @@ def _leaf_value(f: Field, schema: dict[str, Any], ui: dict[str, Any], kind: str,
     if f.widget == "textarea":
         rows = _ui_option(ui, "rows")
         f.attrs["rows"] = rows if isinstance(rows, int) and 1 <= rows <= 40 else 4
-    if isinstance(schema.get("maxLength"), int) and f.widget not in ("select", "radio", "readonly"):
-        f.attrs["maxlength"] = schema["maxLength"]
+    if f.widget not in ("select", "radio", "readonly", "checkbox", "number", "date", "date-range"):
+        for key, attr in (("maxLength", "maxlength"), ("minLength", "minlength")):
+            if isinstance(schema.get(key), int) and schema[key] > 0:
+                f.attrs[attr] = schema[key]
 
 
 def _rows(f: Field, schema: dict[str, Any], ui: dict[str, Any], value: Any) -> None:
@@ -344,6 +346,8 @@ def _rows(f: Field, schema: dict[str, Any], ui: dict[str, Any], value: Any) -> N
         return
     item = schema.get("items") if isinstance(schema.get("items"), dict) else {}
     least = schema.get("minItems") if isinstance(schema.get("minItems"), int) else 0
+    if least:
+        f.attrs["min_rows"] = least
     count = max(len(items), least, 1)
     f.children = [_row(item, item_ui, items[i] if i < len(items) else MISSING, f"{f.path}[{i}]",
                        f"{f.label}: row {i + 1}") for i in range(min(count, 200))]
@@ -375,17 +379,41 @@ def _place(fields: list[Field], by_path: dict[str, list[str]]) -> set[str]:
         while target and target not in drawn:
             target = re.sub(r"(\[\d+\]|\.[^.\[]+|^[^.\[]+)$", "", target)
         if target in drawn:
-            drawn[target].errors.extend(_human(m) for m in messages)
+            drawn[target].errors.extend(_human(m, drawn[target]) for m in messages)
             placed.add(path)
     return placed
 
 
-def _human(message: str) -> str:
-    """jsonschema's wording, said for a person where it reads oddly (the service's message otherwise)."""
+HUMAN: list[tuple[re.Pattern[str], str]] = [  # jsonschema's wording -> a person's ({0}: the bound it names)
+    (re.compile(r"is less than the minimum of (\S+)$"), "Must be at least {0}."),
+    (re.compile(r"is less than or equal to the minimum of (\S+)$"), "Must be more than {0}."),
+    (re.compile(r"is greater than the maximum of (\S+)$"), "Must be at most {0}."),
+    (re.compile(r"is greater than or equal to the maximum of (\S+)$"), "Must be less than {0}."),
+    (re.compile(r"is not of type 'integer'$"), "Not a whole number."),
+    (re.compile(r"is not of type 'number'$"), "Not a number."),
+    (re.compile(r"is not a 'date'$"), "Not a date: use YYYY-MM-DD."),
+    (re.compile(r"is not one of \["), "Choose one of the options."),
+]
+
+
+def _human(message: str, f: Field) -> str:
+    """The service's message, said for a person where jsonschema's wording reads oddly (else unchanged)."""
     if message.endswith("is a required property"):
         return "Required: fill this in."
-    if message.endswith("should be non-empty") or message.endswith("is too short") and message.startswith("[]"):
+    rows = f.widget in ("array", "tuple", "checkboxes")
+    if rows and (message.endswith("should be non-empty") or message.startswith("[]")):
         return "Required: add at least one row."
+    if message.endswith("is too short"):
+        least = f.attrs.get("min_rows" if rows else "minlength")
+        if least:
+            unit = "row" if rows else "character"
+            return f"Too {'few' if rows else 'short'}: at least {least} {unit}{'s' if least != 1 else ''}."
+    if message.endswith("is too long") and f.attrs.get("maxlength"):
+        return f"Too long: at most {f.attrs['maxlength']} characters."
+    for pattern, text in HUMAN:
+        found = pattern.search(message)
+        if found:
+            return text.format(*found.groups())
     return message
 
 

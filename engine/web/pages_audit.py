@@ -30,6 +30,7 @@ REPORT_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; 
                  "form-action 'none'; frame-ancestors 'none'")
 FORMATS = {"html": "text/html; charset=utf-8", "md": "text/markdown; charset=utf-8",
            "json": "application/json"}
+BASIC_FILTERS = {"process", "instance", "actor", "period"}  # shown; the others fold under "More filters"
 TEXT_FILTERS = ("process", "version", "instance", "actor", "role", "task", "since", "until", "period",
                 "override", "limit")
 
@@ -79,13 +80,19 @@ def _audit(request: Request, pmo: Pmoflow, filters: dict[str, Any], events: list
            more: bool, problem: dict[str, Any] | None, status: int, **extra: Any) -> Response:
     query = str(request.url.query)
     downloads = "&".join(p for p in query.split("&") if p and not p.startswith("search="))
-    rows = [{**e, "text": reporting.describe(e) if e.get("instance_id") is not None else
-             json.dumps(e["payload"], default=str)[:200]} for e in events or []]
+    rows = [{**e, "text": _short(reporting.describe(e) if e.get("instance_id") is not None else
+                                 json.dumps(e["payload"], default=str))} for e in events or []]
     return render(request, pmo, "audit.html", {
         "section": "audit", "filters": filters, "events": rows, "searched": events is not None, "more": more,
         "shown": SHOWN, "downloads": downloads, "problem": problem, "types": sorted(audit.EVENT_TYPES),
         "processes": {p["process_id"]: p["name"] for p in pmo.processes()},
-        "query": request.query_params, **extra}, status_code=status)
+        "query": request.query_params, "advanced": bool(set(filters) - BASIC_FILTERS), **extra},
+        status_code=status)
+
+
+def _short(text: str, limit: int = 180) -> str:
+    """A table cell's worth of an event's description (the downloads carry all of it)."""
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
 
 @router.get("/audit/events.csv")

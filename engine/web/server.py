@@ -72,7 +72,8 @@ def start_worker(db_url: str, stop: threading.Event, interval: float,
     def loop() -> None:
         pmo = Pmoflow(db_url)
         try:
-            worker.run(lambda: pmo.run_due(should_stop=stop.is_set), stop=stop, interval=interval, once=False,
+            worker.run(lambda: {**pmo.run_due(should_stop=stop.is_set), "mail": pmo.send_mail()}, stop=stop,
+                       interval=interval, once=False,
                        on_pass=lambda result, _n, _s: _report(result, log), log=log)
         finally:
             pmo.close()

@@ -77,7 +77,7 @@ def office(initialised, make_pmo) -> Callable[[int], list[int]]:
     def remind(count: int) -> list[int]:
         bob = make_pmo("bob")
         started = [bob.start("package_approval")["instance_id"] for _ in range(count)]
-        alice.run_due(datetime.now(UTC) + timedelta(days=3))
+        alice.acting_as("pmo.admin").run_due(datetime.now(UTC) + timedelta(days=3))
         return started
 
     return remind
@@ -196,3 +196,12 @@ def test_a_bad_smtp_url_is_a_plain_error():
                                                                                    "s3cret")
     assert "s3cret" not in repr(settings)
     assert mail.backoff(1) == mail.BACKOFF_FIRST and mail.backoff(30) == mail.BACKOFF_LIMIT
+
+
+def test_the_worker_command_sends_the_outbox_after_its_timers(office, db_url, smtp, cli_handlers):
+    from test_cli import run_json
+
+    office(1)
+    result = run_json(db_url, "worker", "--once")
+    assert result["fired"] == [] and len(result["mail"]["sent"]) == 2
+    assert sorted(r for rcpts, _ in smtp.received for r in rcpts) == ["alice@pmo.example", "carol@pmo.example"]
