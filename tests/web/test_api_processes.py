@@ -187,3 +187,14 @@ def test_the_readmes_upload_of_the_whole_library_validates(pmo, db_url, tokens):
     assert checked.status_code == 200, checked.text
     assert not [f for f in checked.json()["findings"] if f["severity"] == "error"]
     assert "bpmn/quality_gate.bpmn" in checked.json()["files"] and "forms/__init__.py" in checked.json()["ignored"]
+
+
+def test_the_organisation_and_the_start_schedules(pmo, api):
+    people = api("erin").get("/users")
+    documented(list[schema.User], people.json())
+    assert people.json() == pmo.users() and {"alice", "erin"} <= {p["name"] for p in people.json()}
+    assert api("erin").get("/schedules").json() == []
+    pmo.deploy([FIXTURES / "schedules" / "after_a_week.bpmn"])
+    schedules = api("erin").get("/schedules")
+    documented(list[schema.Schedule], schedules.json())
+    assert [s["process_id"] for s in schedules.json()] == ["after_a_week"] and schedules.json() == pmo.schedules()
