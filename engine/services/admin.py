@@ -143,7 +143,6 @@ def edit_data(ctx: Context, instance_id: int | str, values: dict[str, Any],
     ctx.db.check_schema()
     with ctx.tx() as session:
         actor, instance = _target(ctx, session, instance_id, ("running", "waiting", "suspended", "error"), "edited")
-        reason = _required_reason(reason, "a data change")
         if instance.error:
             raise Conflict(f"instance {instance.id} is in error: correct its data with 'pmoflow retry "
                            f"{instance.id} --data ...' or 'pmoflow skip {instance.id} --data ...'")
@@ -152,6 +151,7 @@ def edit_data(ctx: Context, instance_id: int | str, values: dict[str, Any],
               if t.has_state(TaskState.READY | TaskState.WAITING | TaskState.STARTED)]
         if not at:
             raise Conflict(f"instance {instance.id} is at no task whose data could be changed")
+        reason = _required_reason(reason, "a data change")
         before = {}
         for key in values:
             holder = next((t for t in at if key in t.data), None)

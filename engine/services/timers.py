@@ -19,7 +19,7 @@ from pmoflow.engine import schedules as start_timers
 from pmoflow.engine.errors import PmoflowError
 from pmoflow.engine.models import ProcessDefinition, ProcessInstance, ProcessSchedule
 from pmoflow.engine.services.advance import finish, new_instance
-from pmoflow.engine.services.context import WORKER, Context, load_run
+from pmoflow.engine.services.context import ADMINISTRATOR, WORKER, Context, authorised, load_run
 
 
 def run_due(ctx: Context, now: datetime | None = None, should_stop: Callable[[], bool] | None = None,
@@ -27,9 +27,17 @@ def run_due(ctx: Context, now: datetime | None = None, should_stop: Callable[[],
     """Fire every timer due at `now` (default: the real time), one instance per transaction, row-locked
     (SKIP LOCKED) so several workers share the work; then start an instance for each occurrence of a timer
     start event due by then (`started`). `should_stop` is asked between instances and occurrences.
-    `dry_run`: only say which instances have timers due and which occurrences would start (`due`)."""
+    `dry_run`: only say which instances have timers due and which occurrences would start (`due`).
+
+    Firing what is due now is the engine's own duty and needs no role; firing as of another time moves every
+    instance's deadlines (reminders, escalations, timeouts) and needs a PMO Administrator."""
     ctx.db.check_schema()
-    fired, failed, started = [], [], []
+    if now is not None and not dry_run:
+        with ctx.tx() as session:
+            authorised(ctx, session, "running the worker as of another time (--now)", ADMINISTRATOR)
+    fired: list[int] = []
+    failed: list[int] = []
+    started: list[int] = []
     stop = should_stop or (lambda: False)
     with clock.simulating(now):
         cutoff = clock.as_db(clock.timer_now())

@@ -70,10 +70,11 @@ def test_suspend_holds_the_instance_and_resume_releases_it(gate, db_url):
     with pytest.raises(Conflict, match="is suspended"):
         carol.claim(task["id"])
     later = datetime.now(UTC) + timedelta(days=6)  # the 5-day reminder is due, but the worker leaves it
-    assert bob.run_due(later)["fired"] == []
+    assert bob.acting_as("pmo.admin").run_due(later)["fired"] == []
     assert bob.resume(instance_id, reason="hold lifted")["status"] == "running"
     assert last(bob, instance_id, "resume")["payload"]["after"] == {"status": "running"}
-    assert bob.run_due(later)["fired"] == [instance_id]  # timers that came due meanwhile fire now
+    # timers that came due meanwhile fire now
+    assert bob.acting_as("pmo.admin").run_due(later)["fired"] == [instance_id]
     carol.complete(task["id"], {"gateDecision": "Go"})
     assert bob.show(instance_id)["status"] == "completed"
     assert bob.verify_record(instance_id)["ok"]
@@ -120,7 +121,7 @@ def test_terminate_cancels_the_workflow_and_its_open_tasks(gate, db_url):
     with pytest.raises(Conflict):
         carol.complete(task["id"], {"gateDecision": "Go"})
     assert_refused(cli(db_url, "terminate", instance_id), 3, "is terminated")
-    assert bob.run_due(datetime.now(UTC) + timedelta(days=30))["fired"] == []
+    assert bob.acting_as("pmo.admin").run_due(datetime.now(UTC) + timedelta(days=30))["fired"] == []
     assert bob.verify_record(instance_id)["ok"]
 
 
@@ -221,7 +222,9 @@ def test_data_edit_refusals(gate, db_url):
 def test_retry_records_the_data_before_and_after(gate):
     bob, _ = gate
     instance_id = bob.start("audit_gate", {"project": "Apollo", "score": 13})["instance_id"]
-    assert bob.retry(instance_id, {"score": 12})["status"] == "running"
+    with pytest.raises(InvalidInput, match="needs a reason"):
+        bob.retry(instance_id, {"score": 12})
+    assert bob.retry(instance_id, {"score": 12}, reason="the score was mistyped")["status"] == "running"
     retry = last(bob, instance_id, "retry")
     assert retry["payload"]["before"]["status"] == "error"
     assert retry["payload"]["before"]["data"]["score"] == 13

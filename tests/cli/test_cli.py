@@ -690,10 +690,10 @@ def test_retry_of_an_instance_not_in_error_is_refused(cli_db, review):
 
 def test_worker_once_fires_the_sla_timeout_when_now_is_past_due(cli_db, approval):
     instance_id, approve = approval
-    assert run_json(cli_db, "worker", "--once", "--now", later(1))["fired"] == []
+    assert run_json(cli_db, "worker", "--once", "--now", later(1), user="pmo.admin")["fired"] == []
     assert run_json(cli_db, "show", instance_id)["status"] == "running"
 
-    fired = run_json(cli_db, "worker", "--once", "--now", later(3))
+    fired = run_json(cli_db, "worker", "--once", "--now", later(3), user="pmo.admin")
     assert fired["fired"] == [instance_id] and fired["errors"] == []
     shown = run_json(cli_db, "show", instance_id)
     assert shown["status"] == "completed"
@@ -701,12 +701,12 @@ def test_worker_once_fires_the_sla_timeout_when_now_is_past_due(cli_db, approval
     events = run_json(cli_db, "history", instance_id)
     assert {"timer_fired", "task_cancelled", "instance_completed"} <= {e["type"] for e in events}
     assert_error(run(cli_db, "complete", approve["id"], "--data", "{}", user="carol"), 3, "already cancelled")
-    assert run_json(cli_db, "worker", "--once", "--now", later(4))["fired"] == []
+    assert run_json(cli_db, "worker", "--once", "--now", later(4), user="pmo.admin")["fired"] == []
 
 
 def test_worker_without_json_says_what_it_fired(cli_db, approval):
     instance_id, _ = approval
-    result = run(cli_db, "worker", "--once", "--now", "2099-01-01T00:00:00")
+    result = run(cli_db, "worker", "--once", "--now", "2099-01-01T00:00:00", user="pmo.admin")
     assert result.exit_code == 0
     assert f"fired timers of 1 instance(s) [{instance_id}]" in result.stdout
 

@@ -46,8 +46,8 @@ def test_the_message_branch_wins_and_the_timer_and_signal_are_cancelled(app):
 
 def test_the_timer_branch_wins_when_the_worker_finds_it_due(app):
     iid = app.start("event_gateway")["instance_id"]
-    assert app.run_due(now=datetime.now(UTC) + timedelta(minutes=30))["fired"] == []
-    assert app.run_due(now=datetime.now(UTC) + timedelta(hours=2))["fired"] == [iid]
+    assert app.acting_as("pmo.admin").run_due(now=datetime.now(UTC) + timedelta(minutes=30))["fired"] == []
+    assert app.acting_as("pmo.admin").run_due(now=datetime.now(UTC) + timedelta(hours=2))["fired"] == [iid]
     assert app.show(iid)["data"] == {"outcome": "timer"}
     assert app.messages() == []  # the message is no longer waited for: sending it is refused
     with pytest.raises(Exception, match="go_ahead"):

@@ -9,14 +9,17 @@ runs in seconds; the time bound asserted is only a hang guard.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import update
 
 from conftest import FIXTURES, TEST_ORG
 from pmoflow.engine import parser, runtime
+from pmoflow.engine.cli import main as cli_main
 from pmoflow.engine.errors import InvalidInput, InvalidProcess
 from pmoflow.engine.models import ProcessInstance
 from pmoflow.engine.workflow import PmoflowWorkflow
@@ -130,7 +133,7 @@ def test_one_worker_pass_fires_every_innocent_instance_and_puts_each_poisoned_on
     started = {hostile.start("hostile", {"case": case, "wait": True})["instance_id"]: case for case in cases}
     assert {hostile.show(i)["status"] for i in started} == {"waiting"}
     began = time.monotonic()
-    result = hostile.run_due(datetime.now(UTC) + timedelta(days=2))
+    result = hostile.acting_as("pmo.admin").run_due(datetime.now(UTC) + timedelta(days=2))
     assert time.monotonic() - began < HANG_GUARD * 3
     poisoned = {i for i, case in started.items() if case in POISONED}
     assert set(result["errors"]) == poisoned
@@ -151,14 +154,14 @@ def test_an_instance_whose_state_cannot_be_loaded_is_put_in_error_and_the_worker
         for instance_id, state in broken.items():
             session.execute(update(ProcessInstance).where(ProcessInstance.id == instance_id).values(state=state))
     runtime._CACHE.clear()  # as a fresh worker process would, read the state from the row
-    result = hostile.run_due(datetime.now(UTC) + timedelta(days=2))
+    result = hostile.acting_as("pmo.admin").run_due(datetime.now(UTC) + timedelta(days=2))
     assert set(result["errors"]) == set(broken) and result["fired"] == [started[2]]
     for instance_id in broken:
         shown = hostile.instances(status="error")
         assert instance_id in [i["instance_id"] for i in shown]
         assert [e["type"] for e in hostile.history(instance_id)][-1] == "error"
     assert_innocent_ran(hostile, started[2])
-    again = hostile.run_due(datetime.now(UTC) + timedelta(days=3))
+    again = hostile.acting_as("pmo.admin").run_due(datetime.now(UTC) + timedelta(days=3))
     assert again["errors"] == [] and again["fired"] == []
 
 
@@ -197,3 +200,15 @@ def test_a_plain_exception_outside_any_task_still_puts_the_instance_in_error(hos
     started = hostile.start("hostile", {"case": "innocent_fast", "wait": False})
     assert started["status"] == "error"
     assert "OverflowError" in started["error"]["type"] and "out of range" in started["error"]["message"]
+
+
+@pytest.mark.parametrize("case", ["system_exit", "keyboard_interrupt", "value_error", "store_regex", "redos"])
+def test_through_the_cli_a_poisoned_start_is_an_instance_error_not_a_crash(hostile, cli_handlers, case):
+    """Issue 10: these ended in "unexpected failure", or for SystemExit in exit 0 with nothing stored."""
+    runner = CliRunner(env={"PMOFLOW_DB": None, "PMOFLOW_USER": None})
+    result = runner.invoke(cli_main, ["--db", str(hostile.db.url), "--user", "alice", "start", "hostile",
+                                      "--data", json.dumps({"case": case, "wait": False})])
+    assert result.exit_code == 1, result.output
+    assert f"is in error at task {case}" in result.stderr and "unexpected" not in result.stderr
+    [instance] = hostile.instances(process="hostile")
+    assert_in_error_at(hostile, instance["instance_id"], case)

@@ -85,11 +85,11 @@ def test_acts_without_a_user_or_by_an_unknown_one_are_refused(failed, pmo, db_ur
 
 def test_the_first_init_is_the_installers_and_later_ones_need_an_administrator(make_pmo, db_url, tmp_path):
     installer = Pmoflow(db_url, user=None, libraries=[TEST_LIBRARY])
-    assert installer.init(TEST_ORG)["users"] == 5
+    assert installer.init(TEST_ORG)["users"] == 6
     with pytest.raises(PermissionDenied, match="no user given"):
         installer.init(TEST_ORG)
     installer.close()
-    assert make_pmo("alice").init(TEST_ORG)["users"] == 5  # alice administers: reloads
+    assert make_pmo("alice").init(TEST_ORG)["users"] == 6  # alice administers: reloads
 
 
 def test_an_organisation_without_an_administrator_is_refused(make_pmo, tmp_path):
@@ -126,3 +126,15 @@ def test_a_message_from_outside_starts_a_process_only_for_holders_of_its_start_l
 def test_users_keep_their_roles_in_the_database(pmo):
     with pmo.db.transaction() as s:
         assert {r.role for r in s.get(User, "bob").roles} == {"Project Manager", "PMO Administrator"}
+
+
+def test_the_worker_at_real_time_needs_no_role_but_as_of_another_time_an_administrator(failed, pmo, make_pmo):
+    from datetime import UTC, datetime, timedelta
+
+    erin = make_pmo("erin")
+    assert erin.run_due()["fired"] == []  # what is due now: the engine's own duty
+    later = datetime.now(UTC) + timedelta(days=30)
+    assert erin.run_due(later, dry_run=True)["dry_run"] is True  # a look changes nothing
+    with pytest.raises(PermissionDenied, match=r"running the worker as of another time \(--now\) needs the role"):
+        erin.run_due(later)
+    assert make_pmo("pmo.admin").run_due(later)["errors"] == []

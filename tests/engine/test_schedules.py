@@ -68,9 +68,9 @@ def test_deploy_computes_each_kind_of_timer_start(app):
 def test_yearly_start_fires_once_at_its_due_time(app):
     deploy_yearly(app)
     due = at(schedule(app, "yearly_review")["next_due"])
-    assert started(app, app.run_due(now=due - timedelta(seconds=1))) == []
+    assert started(app, app.acting_as("pmo.admin").run_due(now=due - timedelta(seconds=1))) == []
     firing = due + timedelta(hours=3)
-    result = app.run_due(now=firing)
+    result = app.acting_as("pmo.admin").run_due(now=firing)
     assert result["errors"] == []
     [instance_id] = started(app, result)
     shown = app.show(instance_id)
@@ -81,7 +81,8 @@ def test_yearly_start_fires_once_at_its_due_time(app):
     event = started_events(app, [instance_id])[0]
     assert (event["by_timer"], event["expression"], event["occurrence"]) == ("every_year", '"R/P1Y"', 1)
     assert at(event["due"]) == due
-    assert app.run_due(now=firing)["started"] == []  # the same run again starts nothing more (of any process)
+    # the same run again starts nothing more (of any process)
+    assert app.acting_as("pmo.admin").run_due(now=firing)["started"] == []
     after = schedule(app, "yearly_review")
     assert (at(after["next_due"]), after["fired"]) == (due.replace(year=due.year + 1), 1)
     assert app.verify()["ok"]
@@ -90,13 +91,14 @@ def test_yearly_start_fires_once_at_its_due_time(app):
 def test_a_worker_three_years_late_starts_each_missed_year_once(app):
     deploy_yearly(app)
     first = at(schedule(app, "yearly_review")["next_due"])
-    result = app.run_due(now=first.replace(year=first.year + 2) + timedelta(days=1))
+    result = app.acting_as("pmo.admin").run_due(now=first.replace(year=first.year + 2) + timedelta(days=1))
     yearly = started(app, result)
     assert len(yearly) == 3
     dues = [at(e["due"]) for e in started_events(app, yearly)]
     assert dues == [first.replace(year=first.year + k) for k in range(3)]
     assert [e["occurrence"] for e in started_events(app, yearly)] == [1, 2, 3]
-    assert app.run_due(now=first.replace(year=first.year + 2) + timedelta(days=1))["started"] == []
+    again = app.acting_as("pmo.admin").run_due(now=first.replace(year=first.year + 2) + timedelta(days=1))
+    assert again["started"] == []
     assert schedule(app, "yearly_review")["fired"] == 3
 
 
@@ -106,7 +108,7 @@ def test_a_manual_start_does_not_also_wait_for_the_timer(app, make_pmo):
     instance_id = bob.start("yearly_review", {})["instance_id"]
     assert [t["bpmn_id"] for t in bob.show(instance_id)["tasks"]] == ["review"]
     first = at(schedule(app, "yearly_review")["next_due"])
-    result = app.run_due(now=first + timedelta(days=1))
+    result = app.acting_as("pmo.admin").run_due(now=first + timedelta(days=1))
     assert result["fired"] == [instance_id]  # its 5-day reminder, nothing else
     assert instance_id not in result["started"] and len(started(app, result)) == 1
     assert [t["bpmn_id"] for t in bob.show(instance_id)["tasks"]] == ["review"]
@@ -116,24 +118,24 @@ def test_a_manual_start_does_not_also_wait_for_the_timer(app, make_pmo):
 
 def test_a_bounded_cycle_stops_after_its_count(app):
     app.deploy([SCHEDULES / "twice.bpmn"])
-    assert started(app, app.run_due(now=at("2031-01-05T08:59:00+00:00")), "twice") == []
-    result = app.run_due(now=at("2031-02-01T00:00:00+00:00"))
+    assert started(app, app.acting_as("pmo.admin").run_due(now=at("2031-01-05T08:59:00+00:00")), "twice") == []
+    result = app.acting_as("pmo.admin").run_due(now=at("2031-02-01T00:00:00+00:00"))
     assert [e["due"] for e in started_events(app, started(app, result, "twice"))] == \
         ["2031-01-05T09:00:00+00:00", "2031-01-12T09:00:00+00:00"]
     assert (schedule(app, "twice")["next_due"], schedule(app, "twice")["remaining"]) == (None, 0)
-    assert started(app, app.run_due(now=at("2031-06-01T00:00:00+00:00")), "twice") == []
+    assert started(app, app.acting_as("pmo.admin").run_due(now=at("2031-06-01T00:00:00+00:00")), "twice") == []
 
 
 def test_a_date_start_and_a_duration_start_fire_once(app):
     deployed = app.deploy([SCHEDULES / "on_a_date.bpmn", SCHEDULES / "after_a_week.bpmn"])
     week = at(deployed[1]["deployed_at"]) + timedelta(days=7)
-    assert started(app, app.run_due(now=week - timedelta(minutes=1)), "after_a_week") == []
-    [follow_up] = started(app, app.run_due(now=week), "after_a_week")
+    assert started(app, app.acting_as("pmo.admin").run_due(now=week - timedelta(minutes=1)), "after_a_week") == []
+    [follow_up] = started(app, app.acting_as("pmo.admin").run_due(now=week), "after_a_week")
     assert app.show(follow_up)["tasks"][0]["bpmn_id"] == "follow_up"
-    [dated] = started(app, app.run_due(now=at("2031-03-01T08:00:00+00:00")), "on_a_date")
+    [dated] = started(app, app.acting_as("pmo.admin").run_due(now=at("2031-03-01T08:00:00+00:00")), "on_a_date")
     shown = app.show(dated)
     assert (shown["status"], shown["data"]["noted"]) == ("completed", True)
-    later = app.run_due(now=at("2031-06-01T00:00:00+00:00"))
+    later = app.acting_as("pmo.admin").run_due(now=at("2031-06-01T00:00:00+00:00"))
     assert started(app, later, "on_a_date") == started(app, later, "after_a_week") == []
 
 
@@ -146,12 +148,12 @@ def changed_copy(tmp_path: Path, old: str, new: str) -> Path:
 def test_redeploying_a_changed_version_keeps_the_yearly_clock(app, tmp_path):
     deploy_yearly(app)
     first = at(schedule(app, "yearly_review")["next_due"])
-    app.run_due(now=first)
+    app.acting_as("pmo.admin").run_due(now=first)
     kept = schedule(app, "yearly_review")
     assert app.deploy([changed_copy(tmp_path, "Review the year", "Review the past year")])[0]["version"] == 2
     after = schedule(app, "yearly_review")
     assert (after["version"], after["next_due"], after["fired"]) == (2, kept["next_due"], 1)
-    [new] = started(app, app.run_due(now=at(kept["next_due"])))
+    [new] = started(app, app.acting_as("pmo.admin").run_due(now=at(kept["next_due"])))
     assert (app.show(new)["version"], app.show(new)["tasks"][0]["name"]) == (2, "Review the past year")
 
 
@@ -181,11 +183,11 @@ def test_cli_schedules_and_worker(app, db_url):
     assert code == 0 and "twice_start" in shown and "2031-01-05T09:00:00+00:00" in shown and "alice" in shown
     code, shown = cli(db_url, "schedules", "--json")
     assert code == 0 and ("twice", 2) in [(s["process_id"], s["remaining"]) for s in json.loads(shown)]
-    code, shown = cli(db_url, "worker", "--once", "--now", "2031-01-06T00:00:00+00:00")
+    code, shown = cli(db_url, "--user", "pmo.admin", "worker", "--once", "--now", "2031-01-06T00:00:00+00:00")
     ids = sorted(i["instance_id"] for i in app.instances())  # the audit programme's yearly starts, then ours
     assert code == 0 and f"started {len(ids)} instance(s) {ids} by timer start events" in shown
     assert [i["process_id"] for i in app.instances()].count("twice") == 1
-    code, shown = cli(db_url, "worker", "--once", "--json", "--now", "2031-01-06T00:00:00+00:00")
+    code, shown = cli(db_url, "--user", "pmo.admin", "worker", "--once", "--json", "--now", "2031-01-06T00:00:00+00:00")
     assert code == 0 and json.loads(shown)["started"] == []
     code, shown = cli(db_url, "schedules")
     assert "2031-01-12T09:00:00+00:00" in shown
@@ -195,7 +197,7 @@ def test_the_audit_programme_starts_every_year_for_the_internal_auditors(demo_pm
     programme = schedule(demo_pmo, "audit_programme")
     assert (programme["start_event"], programme["expression"], programme["owner"]) == \
         ("start_yearly", '"R/P1Y"', "pmoflow-init")
-    result = demo_pmo.run_due(now=at(programme["next_due"]) + timedelta(days=1))
+    result = demo_pmo.acting_as("pmo.admin").run_due(now=at(programme["next_due"]) + timedelta(days=1))
     assert result["errors"] == []
     [instance_id] = [i for i in result["started"] if demo_pmo.show(i)["process_id"] == "audit_programme"]
     [task] = demo_pmo.show(instance_id)["tasks"]
@@ -226,7 +228,7 @@ def test_racing_workers_start_each_occurrence_once(make_pmo, db_url):
 
     def work(worker) -> None:
         gate.wait()
-        results.append(worker.run_due(now=now))
+        results.append(worker.acting_as("pmo.admin").run_due(now=now))
 
     threads = [threading.Thread(target=work, args=(w,)) for w in workers]
     for thread in threads:

@@ -30,7 +30,7 @@ def test_a_run_as_of_a_later_time_records_events_at_the_real_time_with_the_simul
     app, ids = waiting_instances(make_pmo)
     as_of = AS_OF
     before = datetime.now(UTC)
-    result = app.run_due(as_of)
+    result = app.acting_as("pmo.admin").run_due(as_of)
     after = datetime.now(UTC)
     assert sorted(result["fired"]) == ids and result["now"] == as_of.isoformat()
     for instance_id in ids:
@@ -54,10 +54,10 @@ def test_a_run_as_of_an_earlier_time_than_the_last_one_still_records_forward(mak
     """The forged record this prevents: a run dated 12-07, then a run dated 12-01, wrote history backwards."""
     app, (first, second) = waiting_instances(make_pmo)
     later = datetime.now(UTC) + timedelta(days=7)
-    assert app.run_due(later)["fired"] == [first, second]
+    assert app.acting_as("pmo.admin").run_due(later)["fired"] == [first, second]
     app.start("wait_a_day", {})
     earlier = datetime.now(UTC) + timedelta(days=1, hours=1)
-    run_json(db_url, "worker", "--once", "--now", earlier.isoformat())
+    run_json(db_url, "worker", "--once", "--now", earlier.isoformat(), user="pmo.admin")
     with app.db.transaction() as session:
         rows = session.execute(select(Event.at, Event.payload).where(Event.stream.like("instance/%"))
                                .order_by(Event.id)).all()
@@ -98,7 +98,7 @@ def test_a_dry_run_lists_what_would_fire_and_start_and_changes_nothing(make_pmo,
     assert table_counts(app) == counts and chain_heads(app) == heads
     with app.db.transaction() as session:
         assert session.execute(text("SELECT next_due, fired FROM process_schedules")).all() == schedule
-    assert app.run_due(as_of)["fired"] == ids  # what the dry run listed is what a real run fires
+    assert app.acting_as("pmo.admin").run_due(as_of)["fired"] == ids  # what the dry run listed is what a real run fires
 
 
 def test_a_dry_run_without_now_lists_only_what_is_due_already(make_pmo, db_url):

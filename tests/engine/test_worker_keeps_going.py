@@ -26,9 +26,9 @@ class Worker:
     """`pmoflow worker --verbose` in its own process; its stderr lines are collected as they come."""
 
     def __init__(self, db_url: str, now: str, interval: float = 0.1) -> None:
-        self.proc = subprocess.Popen([str(PMOFLOW), "--db", db_url, "worker", "--now", now, "--interval",
-                                      str(interval), "--verbose"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+        self.proc = subprocess.Popen([str(PMOFLOW), "--db", db_url, "--user", "pmo.admin", "worker", "--now", now,
+                                      "--interval", str(interval), "--verbose"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stderr), daemon=True)
         self._reader.start()

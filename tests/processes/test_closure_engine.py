@@ -182,8 +182,8 @@ def test_a_completed_fixed_price_project_is_closed_and_its_benefits_reviewed(peo
     assert (closure["status"], closure["recordsLocked"], closure["retentionYears"], closure["archiveChecksum"]) == (
         "Closed", True, 10, expected["checksum"])
     closed_on = [e for e in alex.history(iid) if e["type"] == "service_called" and e["task"] == "close_project"][0]
-    assert alex.run_due(after(closed_on["at"], 180))["fired"] == []
-    assert alex.run_due(after(closed_on["at"], 186))["fired"] == [iid]
+    assert alex.acting_as("pmo.admin").run_due(after(closed_on["at"], 180))["fired"] == []
+    assert alex.acting_as("pmo.admin").run_due(after(closed_on["at"], 186))["fired"] == [iid]
     review = task_for(sean, iid, "benefits_review")
     assert (review["lane"], review["candidates"]) == ("Sponsor", [SPONSOR])
     assert inbox(people("sue.sponsor"), iid) == []
@@ -309,8 +309,8 @@ def test_the_curation_sla_reminds_the_km_at_10_days_and_escalates_at_20(people):
     parallel_work(people, iid)
     complete(pete, iid, "lessons_workshop", WORKSHOP)
     opened = task_for(kim, iid, "curate_lessons")["created_at"]
-    assert kim.run_due(after(opened, 9))["fired"] == []
-    assert kim.run_due(after(opened, 11))["fired"] == [iid]
+    assert kim.acting_as("pmo.admin").run_due(after(opened, 9))["fired"] == []
+    assert kim.acting_as("pmo.admin").run_due(after(opened, 11))["fired"] == [iid]
     [reminder] = services(kim.history(iid), "remind_km")
     assert reminder["actor"] == "worker"
     result = reminder["payload"]["result"]
@@ -318,7 +318,7 @@ def test_the_curation_sla_reminds_the_km_at_10_days_and_escalates_at_20(people):
         "reminder", ["Knowledge Manager"], "curate_lessons", "queued", "inbox")
     assert re.fullmatch(r"NTF-[0-9a-f]{12}", result["notificationId"])
     assert inbox(kim, iid) == ["curate_lessons"]  # non-interrupting: still hers
-    assert kim.run_due(after(opened, 21))["fired"] == [iid]
+    assert kim.acting_as("pmo.admin").run_due(after(opened, 21))["fired"] == [iid]
     [escalation] = services(kim.history(iid), "escalate_curation")
     assert escalation["payload"]["result"]["recipientsRole"] == ["Project Director", "Knowledge Manager"]
     assert inbox(kim, iid) == ["curate_lessons"]

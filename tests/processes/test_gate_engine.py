@@ -221,8 +221,8 @@ def test_conditional_go_the_timer_starts_the_sqa_verification(people):
     assert shown["status"] == "waiting" and open_tasks(sara, iid) == []
     assert shown["data"]["nextStage"]["actionItems"] == [{**c, "status": "open"} for c in conditions()]
     assert after(shown["next_due"], 0) == at_nine(day(30))
-    assert sara.run_due(at_nine(day(30), -0.5))["fired"] == []
-    fired = sara.run_due(at_nine(day(30), 0.1))
+    assert sara.acting_as("pmo.admin").run_due(at_nine(day(30), -0.5))["fired"] == []
+    fired = sara.acting_as("pmo.admin").run_due(at_nine(day(30), 0.1))
     assert (fired["fired"], fired["errors"]) == ([iid], [])
     verify = task_for(sam, iid, "verify_conditions")
     assert verify["candidates"] == [SQA]
@@ -241,7 +241,7 @@ def test_an_unmet_condition_holds_the_gate_until_the_review_date(people):
     iid = start(people)
     assessed(people, iid, package(spi=0.85), audit())
     complete(alex, iid, "gate_decision", decide("CONDITIONAL_GO", conditions=conditions()))
-    sara.run_due(at_nine(day(30), 0.1))
+    sara.acting_as("pmo.admin").run_due(at_nine(day(30), 0.1))
     with pytest.raises(InvalidInput) as refused:  # an unmet condition needs the date of the next review
         sam.complete(task_for(sam, iid, "verify_conditions")["id"], verification(met=False))
     assert [d.split(":")[0] for d in refused.value.details] == ["holdReviewDate"]
@@ -252,8 +252,8 @@ def test_an_unmet_condition_holds_the_gate_until_the_review_date(people):
     assert shown["status"] == "waiting" and shown["data"]["gateDecision"] == "HOLD"
     assert shown["data"]["conditionsUnmet"] == ["Performance budget allocated"]
     assert after(shown["next_due"], 0) == at_nine(day(75))
-    assert sara.run_due(at_nine(day(74)))["fired"] == []
-    assert sara.run_due(at_nine(day(75), 0.1))["fired"] == [iid]
+    assert sara.acting_as("pmo.admin").run_due(at_nine(day(74)))["fired"] == []
+    assert sara.acting_as("pmo.admin").run_due(at_nine(day(75), 0.1))["fired"] == [iid]
     assert inbox(pete, iid) == ["gate_package"]
     seen = assessed(people, iid, package(), audit())
     assert seen["gateRound"] == 2
@@ -296,8 +296,8 @@ def test_the_worker_indexes_a_date_timer(people):
     assessed(people, iid, package(resourcesForNextStage=False), audit())
     complete(alex, iid, "gate_decision", decide("HOLD", holdReviewDate=day(40)))
     assert after(sara.show(iid)["next_due"], 0) == at_nine(day(40))
-    assert sara.run_due(at_nine(day(40), -0.1))["fired"] == []
-    assert sara.run_due(at_nine(day(40), 0.1))["fired"] == [iid]
+    assert sara.acting_as("pmo.admin").run_due(at_nine(day(40), -0.1))["fired"] == []
+    assert sara.acting_as("pmo.admin").run_due(at_nine(day(40), 0.1))["fired"] == [iid]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -316,8 +316,8 @@ def test_hold_waits_for_the_review_date_then_the_package_again(people):
     assert [d.split(":")[0] for d in refused.value.details] == ["holdReviewDate"]
     complete(alex, iid, "gate_decision", decide("HOLD", holdReviewDate=day(40)))
     assert sara.show(iid)["status"] == "waiting" and inbox(pete, iid) == []
-    assert sara.run_due(at_nine(day(39)))["fired"] == []
-    assert sara.run_due(at_nine(day(40), 0.1))["fired"] == [iid]
+    assert sara.acting_as("pmo.admin").run_due(at_nine(day(39)))["fired"] == []
+    assert sara.acting_as("pmo.admin").run_due(at_nine(day(40), 0.1))["fired"] == [iid]
     assessed(people, iid, package(), audit())
     complete(alex, iid, "gate_decision", decide("GO"))
     data = assert_completed(sara, iid, "GO")
@@ -377,7 +377,7 @@ def test_after_two_recycles_the_pd_confirms_kill_or_chooses_hold(people, final):
         assert returned["decisionError"].startswith("The decision HOLD differs from the recommendation KILL")
         assert returned["returnedDecision"]["gateDecision"] == "HOLD" and returned["overrideJustification"] == ""
         complete(pat, iid, "gate_decision", {**hold, "overrideJustification": JUSTIFICATION})
-        sara.run_due(at_nine(day(20), 0.1))
+        sara.acting_as("pmo.admin").run_due(at_nine(day(20), 0.1))
         seen = assessed(people, iid, package(), audit())
         assert (seen["recommendation"], seen["deciderRole"]) == ("GO", "Assistant Project Director")
         complete(alex, iid, "gate_decision", decide("GO"))
@@ -524,11 +524,11 @@ def test_major_and_minor_ncs_each_get_a_corrective_action_before_the_gate_closes
     for fid in ("NC-1", "NC-2"):
         run_capa(people, iid, auditor=SQA, auditee=PM, finding_id=fid)
     assert sara.show(iid)["status"] == "waiting" and open_tasks(sara, iid) == []
-    assert sara.run_due(after(sara.show(iid)["next_due"], 1))["fired"] == [iid]  # Minor: P60D
+    assert sara.acting_as("pmo.admin").run_due(after(sara.show(iid)["next_due"], 1))["fired"] == [iid]  # Minor: P60D
     assert open_tasks(sara, iid) == [("check_effectiveness", [SQA])]
     close_capa(people, iid, auditor=SQA, finding_id="NC-2")
     assert sara.show(iid)["status"] == "waiting"  # the Major one still runs
-    assert sara.run_due(after(sara.show(iid)["next_due"], 1))["fired"] == [iid]  # Major: P90D
+    assert sara.acting_as("pmo.admin").run_due(after(sara.show(iid)["next_due"], 1))["fired"] == [iid]  # Major: P90D
     close_capa(people, iid, auditor=SQA, grade="Major", finding_id="NC-1")
     assert inbox(quinn, iid) == []
 
@@ -596,8 +596,8 @@ def test_the_chair_may_not_be_the_project_manager(people):
         ("duty_refused", SECRETARY, "performer differs from gate_package")] * 2
 
     # nobody else holds the role: after 5 days the decision climbs to the Assistant Project Director
-    assert sara.run_due(after(decision["due"], -0.5))["fired"] == []
-    assert sara.run_due(after(decision["due"], 0.1))["fired"] == [iid]
+    assert sara.acting_as("pmo.admin").run_due(after(decision["due"], -0.5))["fired"] == []
+    assert sara.acting_as("pmo.admin").run_due(after(decision["due"], 0.1))["fired"] == [iid]
     escalated = task_for(alex, iid, "gate_decision")
     assert escalated["candidates"] == ["Assistant Project Director"]
     assert alex.task(escalated["id"])["data"]["decisionEscalations"] == 1
