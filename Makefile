@@ -19,8 +19,12 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/pmoflow demo --serve
 
+# The suite runs in parallel (pytest-xdist), one worker per CPU; `make test TEST_WORKERS=0` runs it in one process,
+# `make test TESTS=tests/engine` runs one area.
+TEST_WORKERS ?= auto
+TESTS ?=
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

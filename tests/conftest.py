@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 from seeds import Seeds
+from sqlalchemy import create_engine
 
 from pmoflow.engine.api import Pmoflow
-from pmoflow.engine.database import scratch_schema
+from pmoflow.engine.database import resolve_url, scratch_schema
 from pmoflow.engine.handlers import notify
 from pmoflow.engine.library import Library, installed
 
@@ -40,6 +41,23 @@ def pmo_library() -> Library:
     """The PMO library, as installed (its entry point `pmoflow.libraries: pmo`)."""
     [library] = [lib for lib in installed() if lib.name == "pmo"]
     return library
+
+
+def pytest_configure(config) -> None:
+    """In CI (CI=true) every database test must also run on PostgreSQL: no server is an error, not a skip."""
+    if os.environ.get("CI", "").lower() not in ("1", "true", "yes") or hasattr(config, "workerinput"):
+        return
+    if not PG_URL:
+        raise pytest.UsageError("CI=true and PMOFLOW_TEST_PG_URL is not set: CI runs every database test on "
+                                "PostgreSQL too (see .ci/run)")
+    engine = create_engine(resolve_url(PG_URL))
+    try:
+        engine.connect().close()
+    except Exception as exc:
+        why = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise pytest.UsageError(f"CI=true and PostgreSQL at {PG_URL} is unreachable: {why}") from None
+    finally:
+        engine.dispose()
 
 
 @contextmanager
