@@ -77,7 +77,7 @@ def office(initialised, make_pmo) -> Callable[[int], list[int]]:
     def remind(count: int) -> list[int]:
         bob = make_pmo("bob")
         started = [bob.start("package_approval")["instance_id"] for _ in range(count)]
-        alice.acting_as("pmo.admin").run_due(datetime.now(UTC) + timedelta(days=3))
+        alice.run_due(datetime.now(UTC) + timedelta(days=3))  # alice: a PMO Administrator, who may run it as of then
         return started
 
     return remind
