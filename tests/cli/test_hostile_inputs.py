@@ -28,12 +28,17 @@ def run(url: str, *args: str, user: str | None = "alice", input=None):
 
 
 @pytest.fixture
-def db(db_url, tmp_path, monkeypatch) -> str:
-    """The test organisation, the fixture processes, instance 1 of `simple` waiting at task 1 (review)."""
+def db(db_url, tmp_path, monkeypatch, seeds) -> str:
+    """The test organisation, the fixture processes, instance 1 of `simple` waiting at task 1 (review): a copy
+    of a database the CLI set up so once per process (conftest's `seeds`)."""
     monkeypatch.chdir(tmp_path)
-    for args in (["init", "--org", str(TEST_ORG)], ["deploy", str(FIXTURES)],
-                 ["start", "simple", "--data", '{"title": "abc", "amount": 2}']):
-        assert run(db_url, *args).exit_code == 0
+
+    def build(url: str) -> None:
+        for args in (["init", "--org", str(TEST_ORG)], ["deploy", str(FIXTURES)],
+                     ["start", "simple", "--data", '{"title": "abc", "amount": 2}']):
+            assert run(url, *args).exit_code == 0
+
+    seeds.copy_into(db_url, "test_hostile_inputs.db", build)
     return db_url
 
 

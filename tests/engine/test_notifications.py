@@ -27,12 +27,9 @@ ESCALATION = "Overdue: the package was not approved in 5 days"
 
 
 @pytest.fixture
-def people(make_pmo) -> People:
+def people(initialised, make_pmo) -> People:
     """`people("carol")`: an API object acting as that user of the test organisation, with the fixture process."""
-    get = people_getter(make_pmo)
-    get("alice").init(TEST_ORG)
-    get("alice").deploy([PACKAGE])
-    return get
+    return people_getter(make_pmo, initialised("alice", TEST_ORG, PACKAGE))
 
 
 @pytest.fixture
