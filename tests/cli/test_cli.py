@@ -139,7 +139,7 @@ def approval(cli_db) -> tuple[int, dict]:
 
 def test_init_and_deploy_json_report_each_process_and_a_second_run_changes_nothing(db_url):
     first = run_json(db_url, "init", "--org", TEST_ORG)
-    assert first["users"] == 4
+    assert first["users"] == 6
     assert "project_initiation" in {p["process_id"] for p in first["processes"]}
     assert all(p["created"] for p in first["processes"])
     deployed = run_json(db_url, "deploy", FIXTURES, user="alice")
@@ -155,10 +155,12 @@ def test_init_and_deploy_json_report_each_process_and_a_second_run_changes_nothi
 def test_users_json_is_a_list_of_names_and_roles(cli_db):
     users = run_json(cli_db, "users")
     assert users == [
-        {"name": "alice", "roles": ["Project Manager", "Quality Director"]},
-        {"name": "bob", "roles": ["Project Manager"]},
+        {"name": "alice", "roles": ["PMO Administrator", "Project Manager", "Quality Director"]},
+        {"name": "bob", "roles": ["PMO Administrator", "Project Manager"]},
         {"name": "carol", "roles": ["Quality Director"]},
         {"name": "dave", "roles": ["Sponsor"]},
+        {"name": "erin", "roles": ["Project Manager"]},
+        {"name": "pmo.admin", "roles": ["PMO Administrator"]},
     ]
 
 
@@ -258,7 +260,7 @@ def test_without_json_the_output_is_for_people(cli_db, review):
 
 def test_a_full_walk_of_simple_through_the_cli(db_url, tmp_path):
     init = run(db_url, "init", "--org", TEST_ORG)
-    assert init.exit_code == 0 and "organisation: 4 users" in init.stdout
+    assert init.exit_code == 0 and "organisation: 6 users" in init.stdout
     deploy = run(db_url, "deploy", FIXTURES, user="alice")
     assert deploy.exit_code == 0 and "simple deployed as version 1" in deploy.stdout
 
@@ -528,7 +530,7 @@ def test_deploying_a_path_that_does_not_exist_is_refused(cli_db, tmp_path):
 
 def test_validate_accepts_good_files_without_deploying_them(cli_db):
     before = run_json(cli_db, "processes")
-    checked = run_json(cli_db, "validate", BAD / "open_file.bpmn", user="alice")
+    checked = run_json(cli_db, "validate", FIXTURES / "simple.bpmn", user="alice")
     assert [f for f in checked if f["severity"] == "error"] == []
     assert run_json(cli_db, "processes") == before
 
@@ -552,14 +554,15 @@ def assert_instance_in_error(db_url: str, result: Result, bpmn_id: str, line: in
     return instance["instance_id"]
 
 
-def test_a_script_calling_a_forbidden_builtin_puts_the_instance_in_error(cli_db):
-    assert run(cli_db, "deploy", BAD / "open_file.bpmn", user="alice").exit_code == 0
-    result = run(cli_db, "start", "cli_open_file", user="alice")
-    instance_id = assert_instance_in_error(cli_db, result, "peek", 2, "name 'open' is not defined")
-    assert run_json(cli_db, "show", instance_id)["data"] == {}  # nothing the failed script set is kept
+def test_a_script_calling_a_forbidden_builtin_is_refused_at_deploy_with_its_line(cli_db):
+    before = run_json(cli_db, "processes")
+    refused = run(cli_db, "deploy", BAD / "open_file.bpmn", user="alice")
+    assert_error(refused, 1, "open_file.bpmn:7:", "open() is not available in scripts and conditions")
+    assert run_json(cli_db, "processes") == before
 
 
-def test_a_script_that_loops_forever_is_stopped_after_the_time_limit(cli_db):
+def test_a_script_that_loops_forever_is_stopped_after_the_time_limit(cli_db, monkeypatch):
+    monkeypatch.delenv("PMOFLOW_SCRIPT_SECONDS")  # the real default (conftest raises it for the other tests)
     assert run(cli_db, "deploy", BAD / "forever.bpmn", user="alice").exit_code == 0
     began = datetime.now(UTC)
     result = run(cli_db, "start", "cli_forever", user="alice")
@@ -632,7 +635,7 @@ def test_retry_with_corrected_data_lets_the_failed_instance_proceed(cli_db):
     assert "Compute total" in result.stderr
     assert run_json(cli_db, "show", instance_id)["tasks"] == []
 
-    retried = run_json(cli_db, "retry", instance_id, "--data", '{"amount": 4}', user="alice")
+    retried = run_json(cli_db, "retry", instance_id, "--data", '{"amount": 4}', "--reason", "mistyped", user="alice")
     assert (retried["instance_id"], retried["status"], retried["error"]) == (instance_id, "running", None)
     shown = run_json(cli_db, "show", instance_id)
     assert (shown["status"], shown["error"], shown["data"]["total"]) == ("running", None, 8)
@@ -656,7 +659,8 @@ def test_retry_with_the_missing_data_lets_a_failed_condition_proceed(cli_db):
     assert run(cli_db, "deploy", BAD / "condition_error.bpmn", user="alice").exit_code == 0
     instance_id = start_in_error(cli_db, "cli_condition_error", {"amount": 5})
     assert run_json(cli_db, "show", instance_id)["error"]["bpmn_id"] == "big_enough"
-    retried = run_json(cli_db, "retry", instance_id, "--data", '{"limit": 1}', user="alice")
+    retried = run_json(cli_db, "retry", instance_id, "--data", '{"limit": 1}', "--reason", "limit was missing",
+                       user="alice")
     assert retried["status"] == "completed"
     gateway = [e for e in run_json(cli_db, "history", instance_id) if e["type"] == "gateway"]
     assert gateway[-1]["payload"]["taken"] == ["e_big"]
@@ -673,7 +677,8 @@ def test_retry_of_a_timer_that_fails_again_reports_the_instance_in_error(cli_db)
 def test_retry_with_corrected_data_fixes_a_failing_timer(cli_db):
     assert run(cli_db, "deploy", BAD / "timer_error.bpmn", user="alice").exit_code == 0
     instance_id = start_in_error(cli_db, "cli_timer_error", {})
-    retried = run(cli_db, "retry", instance_id, "--data", '{"wait_for": "P1D"}', user="alice")
+    retried = run(cli_db, "retry", instance_id, "--data", '{"wait_for": "P1D"}', "--reason", "a valid duration",
+                  user="alice")
     assert retried.exit_code == 0, retried.stderr
     assert open_task(cli_db, instance_id, "wait_here")["due"] is not None
 
@@ -788,7 +793,7 @@ def test_a_malformed_organisation_file_leaves_the_database_alone(cli_db, tmp_pat
     assert_error(run(cli_db, "init", "--org", org), 1, "'roles' must be a list")
     org.write_text("[[users]\n")
     assert_error(run(cli_db, "init", "--org", org), 1, "not valid TOML")
-    assert [u["name"] for u in run_json(cli_db, "users")] == ["alice", "bob", "carol", "dave"]
+    assert [u["name"] for u in run_json(cli_db, "users")] == ["alice", "bob", "carol", "dave", "erin", "pmo.admin"]
 
 
 # -- usage and --debug -------------------------------------------------------------------------------------
