@@ -146,7 +146,8 @@ def test_init_and_deploy_json_report_each_process_and_a_second_run_changes_nothi
     assert {"simple", "long_loop", "sla"} <= {p["process_id"] for p in deployed}
     assert all(p["created"] for p in deployed)
     before = run_json(db_url, "processes")
-    again = run_json(db_url, "init", "--org", TEST_ORG)
+    assert_error(run(db_url, "init", "--org", TEST_ORG), 4, "no user given")  # an initialised database: admins only
+    again = run_json(db_url, "init", "--org", TEST_ORG, user="alice")
     assert not any(p["created"] for p in again["processes"])
     assert not any(p["created"] for p in run_json(db_url, "deploy", FIXTURES, user="alice"))
     assert run_json(db_url, "processes") == before
