@@ -436,12 +436,6 @@ def _prepare_spare(limits: Limits) -> None:
         old.discard()
 
 
-def prestart() -> None:
-    """Start the host and a first child now, so their start-up (~0.1 s) overlaps the engine's own work."""
-    if _spare is None:
-        _prepare_spare(Limits.from_env())
-
-
 def _shutdown() -> None:
     if _host is not None and _host.pid == os.getpid():
         if _spare is not None:
