@@ -57,7 +57,8 @@ class _OwnFailure(Exception):
 
 
 class StateUnusable(InstanceError):
-    """An instance whose stored state cannot be loaded: no command can run it (`put_in_error` marks it)."""
+    """An instance whose state cannot be loaded or saved: the command rolls back; the worker marks the instance
+    in error (`put_in_error`) and goes on."""
 
 
 class LruCache(OrderedDict):
@@ -114,7 +115,7 @@ class Run:
         self.workflow = workflow or self._load()
         self.workflow.script_engine = self.engine
         self.completed_ids: set[str] = set()
-        self.steps, self._current, self.cacheable = 0, None, True
+        self.steps, self._current = 0, None
         self.outbox: list[messaging.Message] = []  # messages sent to other instances, delivered by the caller
         self.start_due: str | None = None
         session.info.setdefault("runs", []).append(self)
@@ -419,27 +420,18 @@ class Run:
             messaging.sync_waits(self.session, inst, [] if inst.status == "completed" else messaging.waits_of(wf))
         try:
             inst.state = serialization.dump_state(wf)
-        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-            self._unsaveable(exc)  # the last state that could be saved stays stored
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:  # the command rolls back
+            raise StateUnusable(f"instance {inst.id}: its state cannot be saved ({type(exc).__name__}: {exc}); "
+                                f"nothing was changed") from exc
         inst.updated_at = clock.db_now()
         self.session.flush()  # bumps lock_version, or raises the optimistic-lock conflict
 
-
-    def _unsaveable(self, exc: Exception) -> None:
-        """The workflow holds something the serializer cannot write: the instance goes into error, its stored
-        state stays the last one saved, and this workflow object is not kept for the next command."""
-        self.cacheable = False
-        self.instance.next_due = None
-        self._record_error({"message": f"the instance's state cannot be saved ({type(exc).__name__}: {exc})",
-                            "type": type(exc).__name__, "task_id": None, "bpmn_id": None, "task_name": None,
-                            "line": None, "line_text": ""})
 
 
 def after_commit(session) -> None:
     """Keep each workflow this transaction used for the next command on its instance in this process."""
     for run in session.info.pop("runs", []):
-        if run.cacheable:
-            _CACHE.put(run.cache_key, (run.instance.lock_version, run.workflow))
+        _CACHE.put(run.cache_key, (run.instance.lock_version, run.workflow))
 
 
 def after_rollback(session) -> None:

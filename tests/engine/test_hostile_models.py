@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from sqlalchemy import update
 
 from conftest import FIXTURES, TEST_ORG
-from pmoflow.engine import parser, runtime
+from pmoflow.engine import parser, runtime, serialization
 from pmoflow.engine.cli import main as cli_main
 from pmoflow.engine.errors import InvalidInput, InvalidProcess
 from pmoflow.engine.models import ProcessInstance
@@ -212,3 +212,26 @@ def test_through_the_cli_a_poisoned_start_is_an_instance_error_not_a_crash(hosti
     assert f"is in error at task {case}" in result.stderr and "unexpected" not in result.stderr
     [instance] = hostile.instances(process="hostile")
     assert_in_error_at(hostile, instance["instance_id"], case)
+
+
+def test_an_instance_whose_state_cannot_be_saved_is_put_in_error_and_the_pass_goes_on(hostile, monkeypatch):
+    """A state the serializer refuses (nothing a script leaves gets this far: refused at its task): the firing
+    rolls back, the instance is put in error with its last saved state, and the other instance fires."""
+    poisoned = hostile.start("hostile", {"case": "innocent_fast", "wait": True, "tag": "poison"})["instance_id"]
+    innocent = hostile.start("hostile", {"case": "innocent_fast", "wait": True})["instance_id"]
+    real_dump = serialization.dump_state
+
+    def dump(workflow):
+        if any(t.data.get("tag") == "poison" for t in workflow.tasks.values()):
+            raise TypeError("Object of type Pattern is not JSON serializable")
+        return real_dump(workflow)
+
+    monkeypatch.setattr(serialization, "dump_state", dump)
+    result = hostile.run_due(datetime.now(UTC) + timedelta(days=2))
+    assert result["errors"] == [poisoned] and result["fired"] == [innocent]
+    monkeypatch.setattr(serialization, "dump_state", real_dump)
+    shown = hostile.show(poisoned)
+    assert shown["status"] == "error" and "state cannot be saved" in shown["error"]["message"]
+    assert [t["bpmn_id"] for t in shown["tasks"] if t["state"] == "ready"] == []  # as stored: at the timer
+    assert "timer_fired" not in [e["type"] for e in hostile.history(poisoned)]
+    assert_innocent_ran(hostile, innocent)
