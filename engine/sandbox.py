@@ -263,15 +263,15 @@ def serve(fd: int) -> None:
                 return
             if len(message) < _COMMAND.size:
                 message += _recv_exact(sock, _COMMAND.size - len(message))
-        except (EOFError, OSError):
+            command, first, second = _COMMAND.unpack(message)
+            if command == b"F" and fds:
+                sock.sendall(_REPLY.pack(_fork(sock, fds[0], first, second)))
+            elif command == b"K":
+                sock.sendall(_REPLY.pack(_kill(first)))
+            elif command == b"R":
+                _kill(first)
+        except (EOFError, OSError):  # the engine has gone (its children follow: their sockets close)
             return
-        command, first, second = _COMMAND.unpack(message)
-        if command == b"F" and fds:
-            sock.sendall(_REPLY.pack(_fork(sock, fds[0], first, second)))
-        elif command == b"K":
-            sock.sendall(_REPLY.pack(_kill(first)))
-        elif command == b"R":
-            _kill(first)
 
 
 def _fork(host: socket.socket, fd: int, cpu_seconds: int, memory: int) -> int:

@@ -63,6 +63,7 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):
     def __init__(self, helpers: Mapping[str, Any] | None = None, time_limit: float | None = None):
         super().__init__({**STANDARD_HELPERS, **(helpers or {})})
         self.parent_helpers = {k: v for k, v in (helpers or {}).items() if callable(v)}
+        self.helper_values = {k: v for k, v in (helpers or {}).items() if not callable(v)}
         self.time_limit = time_limit
 
     def limits(self) -> Limits:
@@ -101,7 +102,8 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):
                 pass  # not provably cheap on this data: the sandbox runs it
             except restricted.Unstorable as exc:
                 raise sandbox.script_error("UnstorableValue", str(exc)) from None
-        result = sandbox.run(mode, code, context, external, self.parent_helpers, self.limits())
+        result = sandbox.run(mode, code, context, {**self.helper_values, **external}, self.parent_helpers,
+                             self.limits())
         _check_storable(result, mode)
         return result
 
