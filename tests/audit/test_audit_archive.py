@@ -154,7 +154,8 @@ def test_an_archive_edited_and_rehashed_is_caught_by_the_database_record(archive
     assert not result["ok"]
     problems = [f["problem"] for f in result["findings"]]
     assert any("differs from the file's: the file was changed since" in p for p in problems)
-    assert any(p.startswith("the archive's signature does not match its content") for p in problems)
+    if result["signed"]:  # with the audit key at hand (beside a SQLite database), the signature tells too
+        assert any(p.startswith("the archive's signature does not match its content") for p in problems)
 
 
 @pytest.mark.parametrize("damage, problem", [
