@@ -16,7 +16,7 @@ from alembic import command
 from click.testing import CliRunner
 from sqlalchemy import select, text
 
-from conftest import FIXTURES, TEST_ORG, all_handlers, fresh_database
+from conftest import FIXTURES, TEST_LIBRARY, TEST_ORG, fresh_database
 from pmoflow.engine import audit, clock
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.cli import main
@@ -102,7 +102,7 @@ def generate(app, instances: int = 420, seed: int = 7) -> Generated:
 def shared(request, tmp_path_factory):
     """One generated record per database for the whole module (the tests only read it)."""
     with fresh_database(request.param, tmp_path_factory.mktemp("audit_query")) as url:
-        app = Pmoflow(url, user="alice", handlers=all_handlers())
+        app = Pmoflow(url, user="alice", libraries=[TEST_LIBRARY])
         app.init(TEST_ORG)
         app.deploy([FIXTURES])
         app.deploy([FIXTURES / "audit_trail"])
@@ -135,7 +135,7 @@ def test_every_filter_answers_what_was_generated(record):
 
     everything = app.audit_events()
     assert [k for k in keys(everything) if k[0] is not None] == gen.keys(lambda e: True)  # oldest first
-    assert {e["type"] for e in everything if e["instance_id"] is None} == {"deployed"}
+    assert {e["type"] for e in everything if e["instance_id"] is None} == {"deployed", "organisation_loaded"}
     q1 = (datetime(2027, 2, 1), datetime(2027, 3, 1))
     cases = [
         ({"process": "simple"}, lambda e: e["process"] == "simple"),
@@ -210,7 +210,8 @@ def test_limit_gives_the_oldest_first(record):
     ({"process": "audit_gate", "version": "two"}, InvalidInput, "not a version number"),
     ({"version": 1}, InvalidInput, "--version goes with --process"),
     ({"actor": "mallory"}, NotFound, "no user or actor 'mallory'"),
-    ({"role": "Pope"}, NotFound, "no role 'Pope' (roles: Project Manager, Quality Director, Sponsor)"),
+    ({"role": "Pope"}, NotFound,
+     "no role 'Pope' (roles: PMO Administrator, Project Manager, Quality Director, Sponsor)"),
     ({"types": ["task_finished"]}, InvalidInput, "no event type 'task_finished' (types: archived"),
     ({"task": "nowhere"}, NotFound, "no task 'nowhere'"),
     ({"since": "2027-02-30"}, InvalidInput, "--since: '2027-02-30' is not a date"),

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from lxml import html as lxml_html
 
-from conftest import FIXTURES, TEST_ORG, all_handlers
+from conftest import FIXTURES, TEST_LIBRARY, TEST_ORG
 from pmoflow.engine import clock, runtime
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.cli import main
@@ -36,11 +36,11 @@ def gate_db(db_url, tmp_path, monkeypatch, cli_handlers):
     shutil.copytree(FIXTURES / "audit_trail", folder)
     bpmn = folder / "audit_gate.bpmn"
     bpmn.write_text(bpmn.read_text().replace('"audit_gate"', '"quality_gate"'))
-    admin = Pmoflow(db_url, user="alice", handlers=all_handlers())
+    admin = Pmoflow(db_url, user="alice", libraries=[TEST_LIBRARY])
     admin.init(TEST_ORG)
     admin.deploy([folder])
-    bob, carol = Pmoflow(db_url, user="bob", handlers=all_handlers()), Pmoflow(db_url, user="carol",
-                                                                                  handlers=all_handlers())
+    bob = Pmoflow(db_url, user="bob", libraries=[TEST_LIBRARY])
+    carol = Pmoflow(db_url, user="carol", libraries=[TEST_LIBRARY])
     for n in range(12):
         bob.start("quality_gate", {"project": f"Project {n}", "score": 6})
     [first] = [t for t in bob.tasks(all_tasks=True) if t["instance_id"] == 1]
