@@ -26,8 +26,10 @@ TESTS ?=
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(TESTS)
 
+# ruff, then mypy on engine/ (its settings are in pyproject.toml's [tool.mypy]).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python bench/step_cost.py

@@ -105,9 +105,9 @@ def find_key(url: str | URL) -> tuple[Key | None, str]:
         return _read_key(path), ""
     if os.environ.get(KEY_ENV):
         return _checked(os.environ[KEY_ENV].strip(), KEY_ENV), ""
-    path = default_key_path(url)
-    if path is not None and path.is_file():
-        return _read_key(path), ""
+    default = default_key_path(url)
+    if default is not None and default.is_file():
+        return _read_key(default), ""
     return None, NOT_CONFIGURED
 
 
@@ -145,7 +145,7 @@ def prepare_key(url: str | URL) -> dict[str, Any]:
 
 
 def _url(session: Session) -> URL:
-    return session.get_bind().url
+    return session.get_bind().engine.url  # a Connection's engine, or the Engine itself
 
 
 # -- sealing what a transaction wrote ---------------------------------------------------------------------------
@@ -190,6 +190,7 @@ def _seal_pending(session: Session) -> None:
     if not changed:
         return  # a transaction that only read (show, task) needs no key
     key = writing_key(session)
+    assert key is not None, "the record is sealed (its anchor row was found above)"
     new = sum(_seal(session, key, *head) for head in changed)
     if new:
         _count_instances(session, key, new)
@@ -358,7 +359,7 @@ class SealCheck:
         anchor = session.get(AuditSeal, KEY_ROW)
         self.key = find_key(_url(session))[0] if anchor is not None else None
         self.active = self.key is not None
-        if self.key is not None and not self.key.matches(anchor.mac, *_parts(anchor)):
+        if self.key is not None and anchor is not None and not self.key.matches(anchor.mac, *_parts(anchor)):
             self.problems.append((KEY_ROW, None, f"the audit key from {self.key.source} is not the key this "
                                                  "record is sealed with (or the anchor's own row was changed)"))
             self.active = False
@@ -383,6 +384,7 @@ class SealCheck:
         """An intact chain ends at (seq, hash_): is that the head its seal vouches for?"""
         if not self.active:
             return
+        assert self.key is not None, "active only with the key"
         seal = self.seals.pop(stream, None)
         if seal is None:
             return self._problem(stream, None, "it has no seal: it was written outside pmoflow (or by a process "
@@ -414,6 +416,7 @@ class SealCheck:
         head), or streams deleted from the database. Then the register's count."""
         if not self.active:
             return self.problems
+        assert self.key is not None, "active only with the key"
         for stream, seal in sorted(self.seals.items()):
             if stream.startswith("anchor/") or stream in seen:
                 continue
@@ -431,7 +434,7 @@ class SealCheck:
         if self.whole and (register is None or not self.key.matches(register.mac, *_parts(register))):
             self._problem(REGISTER_ROW, None, "the register of instances is missing or was changed without the "
                                               "audit key")
-        elif self.whole and register.seq != self.instance_seals:
+        elif self.whole and register is not None and register.seq != self.instance_seals:
             self._problem(REGISTER_ROW, None, f"{register.seq} instances were registered, {self.instance_seals} "
                                               "have seals: instances were deleted with their seals")
         return self.problems

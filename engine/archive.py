@@ -134,6 +134,7 @@ def _records(session: Session, header: dict[str, Any], ids: list[int]) -> Iterat
     definitions: dict[tuple[str, int], ProcessDefinition | None] = {}
     for instance_id in ids:
         instance = session.get(ProcessInstance, instance_id)
+        assert instance is not None, "ids are candidates read in this same transaction"
         key = (instance.process_id, instance.version)
         if key not in definitions:
             definitions[key] = session.scalar(select(ProcessDefinition).where(
@@ -279,7 +280,7 @@ def check_folder(session: Session, folder: str | Path, key: anchor.Key | None) -
         except InvalidInput as exc:
             result = {"archive_id": None, "findings": [{"problem": exc.message}]}
         if result["archive_id"] != (event.payload or {}).get("archive_id"):
-            problem = "it is not the archive that was written (another archive id)"
+            problem: str | None = "it is not the archive that was written (another archive id)"
         else:
             check_recorded(session, result)
             problem = result["findings"][0]["problem"] if result["findings"] else None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import operator
+from collections.abc import Callable
 from datetime import date, datetime
 from functools import lru_cache
 from types import CodeType
@@ -36,7 +37,8 @@ from pmoflow.engine import restricted
 MAX_SIZE = 100_000  # items or characters a + or * may produce in-process
 MAX_BITS = 4_096  # bits an integer * may produce in-process
 
-SAFE_CALLS = {"len": len, "str": str, "int": int, "float": float, "bool": bool, "abs": abs, "min": min, "max": max}
+SAFE_CALLS: dict[str, Callable[..., Any]] = {
+    "len": len, "str": str, "int": int, "float": float, "bool": bool, "abs": abs, "min": min, "max": max}
 SAFE_METHODS: dict[type, frozenset[str]] = {
     str: frozenset({"strip", "lstrip", "rstrip", "lower", "upper", "startswith", "endswith", "isdigit", "split"}),
     dict: frozenset({"get", "keys", "values", "items"}),
@@ -67,7 +69,8 @@ def compile_bounded(source: str, mode: str) -> Bounded | None:
     try:
         tree = ast.parse(source, restricted.SCRIPT_FILE, mode)
         assigned: set[str] = set()
-        if not (_statements(tree.body, assigned) if mode == "exec" else _expr(tree.body)):
+        if not (_statements(tree.body, assigned) if isinstance(tree, ast.Module)
+                else isinstance(tree, ast.Expression) and _expr(tree.body)):
             return None
         tree = ast.fix_missing_locations(_Rewrite().visit(tree))
         return Bounded(compile(tree, restricted.SCRIPT_FILE, mode), frozenset(assigned))
@@ -84,7 +87,7 @@ def _statement(node: ast.stmt, assigned: set[str]) -> bool:
         names = [n for target in node.targets for n in _target_names(target)]
         if not names or None in names:
             return False
-        assigned.update(names)
+        assigned.update(n for n in names if n is not None)
         return _expr(node.value)
     if isinstance(node, ast.AugAssign):
         if not isinstance(node.target, ast.Name) or type(node.op) not in _OPS or not _free(node.target.id):
@@ -162,6 +165,7 @@ class _Rewrite(ast.NodeTransformer):
         if isinstance(node.func, ast.Name):
             call = _call("_call_", node.func, ast.Constant(node.func.id), *args)
         else:
+            assert isinstance(node.func, ast.Attribute), "_expr admits calls of names and attributes only"
             call = _call("_method_", self.visit(node.func.value), ast.Constant(node.func.attr), *args)
         return ast.copy_location(call, node)
 
@@ -173,7 +177,8 @@ class _Rewrite(ast.NodeTransformer):
                                        self.visit(node.right)), node)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.stmt:  # noqa: N802
-        name = node.target.id  # type: ignore[attr-defined]
+        assert isinstance(node.target, ast.Name), "_statement admits augmented assignments to names only"
+        name = node.target.id
         value = ast.copy_location(_call("_inplace_", ast.Constant(_OPS[type(node.op)]),
                                         ast.Name(id=name, ctx=ast.Load()), self.visit(node.value)), node)
         return ast.copy_location(ast.Assign(targets=[ast.Name(id=name, ctx=ast.Store())], value=value), node)

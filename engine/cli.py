@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -22,6 +22,9 @@ from rich.table import Table
 from pmoflow.engine import forms, limits
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.errors import InvalidInput, PmoflowError
+
+if TYPE_CHECKING:  # rich.progress is imported only when a bar is drawn
+    from rich.progress import Progress, TaskID
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
@@ -813,6 +816,7 @@ def migrate(instance: str | None, to_version: int, process_id: str | None, from_
                 emit_json(refused.result)
             raise
         return emit_json(result) if as_json else print_migration(result)
+    assert process_id is not None and from_version is not None, "the usage checks above require both"
     with MigrationProgress(process_id, from_version, to_version, enabled=not as_json) as progress:
         result = app().migrate_all(process_id, from_version, to_version, dry_run, progress=progress, reason=reason)
     if as_json:
@@ -856,7 +860,9 @@ class MigrationProgress:
 
     def __init__(self, process_id: str, from_version: int, to_version: int, enabled: bool) -> None:
         self.label = f"migrating {process_id} v{from_version} -> v{to_version}"
-        self.enabled, self.bar, self.task = enabled, None, None
+        self.enabled = enabled
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
 
     def __enter__(self) -> Callable[[int, int], None]:
         return self.update
@@ -871,6 +877,7 @@ class MigrationProgress:
                                 console=Console(stderr=True, highlight=False))
             self.bar.start()
             self.task = self.bar.add_task(self.label, total=total)
+        assert self.task is not None, "added with the bar"
         self.bar.update(self.task, completed=done, total=total)
 
     def __exit__(self, *exc_info) -> None:

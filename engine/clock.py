@@ -12,7 +12,7 @@ SpiffWorkflow's own module is left alone: a program using SpiffWorkflow beside p
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -61,17 +61,17 @@ def _setting(var: ContextVar, moment: datetime | None) -> Iterator[None]:
         var.reset(token)
 
 
-def frozen(moment: datetime | None) -> Iterator[None]:
+def frozen(moment: datetime | None) -> AbstractContextManager[None]:
     """Evaluate and record everything inside as of `moment` (aware or naive UTC); None leaves the clock alone."""
     return _setting(_override, moment)
 
 
-def simulating(moment: datetime | None) -> Iterator[None]:
+def simulating(moment: datetime | None) -> AbstractContextManager[None]:
     """Evaluate timers and due work as of `moment`, record at the real time; None leaves the clock alone."""
     return _setting(_simulated, moment)
 
 
-def timers_at(moment: datetime) -> Iterator[None]:
+def timers_at(moment: datetime) -> AbstractContextManager[None]:
     """Let pmoflow's timers see `moment` as now, while audit times stay real: a worker catching up after an
     outage fires each timer in the order it came due, and records when it actually fired."""
     return _setting(_timers, moment)

@@ -94,7 +94,7 @@ class Coverage:
             instances = instances.where(ProcessInstance.process_id == process_id)
         self.instances = {i: (starter, definition) for i, starter, definition in session.execute(instances)}
         self.scope = (instance_id, process_id)
-        self.tasks: dict[int, _Task] = {}
+        self.tasks: dict[int | None, _Task] = {}  # by payload task_id: None if a task_ready lost it
         self.intact: set[int] = set()
         self.archived: dict[int, tuple[int, str]] = {}
         self.seen: set[str] = set()
@@ -124,7 +124,7 @@ class Coverage:
         kind, _, name = stream.partition("/")
         instance_id = int(name) if kind == "instance" and name.isdigit() else None
         check = intact and (instance_id is None or instance_id in self.instances)
-        dues: dict[Any, str] = {}
+        dues: dict[Any, str | None] = {}
         problem = None
         for e in events:
             stored = self._facts_at(stream, e.seq)
@@ -149,7 +149,7 @@ class Coverage:
                     self.archived[head.get("instance_id")] = (head.get("last_seq"), head.get("last_hash"))
 
     def _facts_problem(self, e: Any, stored: set[tuple[str, str]], instance_id: int | None,
-                       dues: dict[Any, str]) -> tuple[int, str] | None:
+                       dues: dict[Any, str | None]) -> tuple[int, str] | None:
         roles = self.org.roles_at(e.id, e.actor)
         late = by_starter = False
         if instance_id is not None and e.type == "task_completed":
@@ -167,11 +167,12 @@ class Coverage:
                        "event_facts was changed outside pmoflow")
 
     def _against_checkpoint(self, stream: str, events: list[Any]) -> None:
-        head = (self.checkpoint or {}).get("heads", {}).get(stream)
+        checkpoint = self.checkpoint or {}
+        head = checkpoint.get("heads", {}).get(stream)
         if head is None:
             return
         seq, hash_ = head
-        when = self.checkpoint.get("created_at")
+        when = checkpoint.get("created_at")
         if len(events) < seq:
             self.problems.append((stream, len(events) + 1, f"the chain has {len(events)} events, the checkpoint "
                                                            f"of {when} saw {seq}: it was truncated since"))
@@ -181,7 +182,7 @@ class Coverage:
 
     def _follow_tasks(self, instance_id: int, events: list[Any]) -> None:
         for e in events:
-            payload = e.payload or {}
+            payload: dict[str, Any] = e.payload or {}
             task_id = payload.get("task_id")
             if e.type == "task_ready":
                 candidates = set(payload.get("candidates") or [])
@@ -320,7 +321,8 @@ class _Forms:
     """The form each task of a deployed spec uses, read from the stored spec (as the task rows were made)."""
 
     def __init__(self, session: Session) -> None:
-        self.session, self.cache = session, {}
+        self.session = session
+        self.cache: dict[int, dict[str, set[str | None]]] = {}
 
     def of(self, definition_id: int) -> dict[str, set[str | None]]:
         if definition_id not in self.cache:

@@ -268,5 +268,5 @@ class Database:
         self.engine.dispose()
 
 
-def _first_line(error: BaseException) -> str:
+def _first_line(error: BaseException | None) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]

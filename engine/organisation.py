@@ -142,6 +142,7 @@ def _person(user: Any, i: int, path: Path, lines: _Lines, problems: list[str]) -
             problems.append(f"{lines.at(path, i, 'roles')}: {who}: the role {_shown(role)} {problem}")
     if len(problems) > before:
         return None
+    assert isinstance(name, str), "name_problem refuses anything else"
     return Person(name=name, roles=tuple(roles), full_name=user.get("full_name", ""),
                   email=user.get("email", ""), department=user.get("department", ""))
 

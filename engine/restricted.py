@@ -124,6 +124,7 @@ def compile_script(source: str, mode: str) -> CodeType:
         raise ScriptRefused(f"too deeply nested to compile ({type(exc).__name__})", (SCRIPT_FILE, 1, 0, "")) from None
     if result.errors:
         raise ScriptRefused("not allowed: " + "; ".join(result.errors), (SCRIPT_FILE, 1, 0, ""))
+    assert result.code is not None, "RestrictedPython returns code whenever it reports no errors"
     return result.code
 
 

@@ -401,7 +401,7 @@ class Run:
     def _barred_by_duties(self, task: Task) -> set[str]:
         """Who segregation of duties already keeps off this task, so inboxes do not offer it to them. The
         check at claim and completion stays the rule; this only keeps inboxes honest."""
-        barred = set()
+        barred: set[str] = set()
         for rule in duty_rules(task):
             barred.update([self.instance.started_by] if rule == "starter" else
                           performers(self.session, self.instance.id, task, rule))
@@ -671,8 +671,8 @@ def _timer_value(value: Any) -> datetime | None:
 def next_due(workflow: BpmnWorkflow) -> datetime | None:
     """The earliest time a waiting timer of this workflow comes due, for the worker's index."""
     times = [_task_timer_due(t) for t in workflow.event_manager.tasks.values()]
-    times = [t for t in times if t is not None]
-    return min(times) if times else None
+    due = [t for t in times if t is not None]
+    return min(due) if due else None
 
 
 def _task_timer_due(task: Task) -> datetime | None:
@@ -710,8 +710,8 @@ def _due(task: Task) -> datetime | None:
         spec = sibling.task_spec
         if sibling is not task and isinstance(getattr(spec, "event_definition", None), TimerEventDefinition):
             times.append(_timer_value(sibling.internal_data.get("event_value")))
-    times = [t for t in times if t is not None]
-    return min(times) if times else None
+    due = [t for t in times if t is not None]
+    return min(due) if due else None
 
 
 def find_task(workflow: BpmnWorkflow, spiff_task_id: str) -> Task | None:

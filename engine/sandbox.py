@@ -178,6 +178,7 @@ def _child(channel: socket.socket, cpu_seconds: int, memory: int) -> None:
     mode, code, context, external, helper_names, seconds = pickle.loads(_recv_exact(channel, _HEADER.unpack(
         _recv_exact(channel, _HEADER.size))[0]))
     _alarm(channel, seconds)
+    answer: tuple[Any, ...]
     try:
         answer = ("ok", _run(channel, mode, marshal.loads(code), context, external, helper_names))
     except MemoryError:
@@ -372,7 +373,8 @@ class _Child:
     """One child of the host: the socket to it, its pid once read, and the limits it was forked with."""
 
     def __init__(self, host: _Host, sock: socket.socket, limits: Limits) -> None:
-        self.host, self.sock, self.limits, self.pid = host, sock, limits, None
+        self.host, self.sock, self.limits = host, sock, limits
+        self.pid: int | None = None
 
     def discard(self) -> None:
         if self.host.pid == os.getpid():  # a forked engine leaves its parent's children alone
@@ -456,6 +458,8 @@ def run(mode: str, code, context: Mapping[str, Any], external: Mapping[str, Any]
     payload = pickle.dumps((mode, marshal.dumps(code), dict(context), dict(external), sorted(helpers),
                             limits.seconds), protocol=pickle.HIGHEST_PROTOCOL)
     child = _take(limits)
+    pid = child.pid
+    assert pid is not None, "_take returns a child whose pid has been read"
     sock, answered, reaped = child.sock, False, False
     try:
         deadline = time.monotonic() + limits.seconds + GRACE + limits.seconds / 10  # the child's own alarm first
@@ -478,12 +482,12 @@ def run(mode: str, code, context: Mapping[str, Any], external: Mapping[str, Any]
         raise script_error("UnstorableValue", f"the script's result ({big.args[0] // 2**20} MB) is larger than its "
                                               f"memory limit of {limits.memory_mb} MB") from None
     except (EOFError, ConnectionError, pickle.UnpicklingError) as exc:
-        status, reaped = child.host.kill(child.pid), True
+        status, reaped = child.host.kill(pid), True
         raise _death(status, limits, exc) from None
     finally:
         if not reaped:
             with contextlib.suppress(OSError, EOFError):  # a dead host takes its children with it
-                child.host.release(child.pid) if answered else child.host.kill(child.pid)
+                child.host.release(pid) if answered else child.host.kill(pid)
         sock.close()
         _prepare_spare(limits)
 

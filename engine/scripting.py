@@ -203,7 +203,7 @@ def check_fan_out(task, data: Mapping[str, Any] | None = None) -> None:
         collection = getattr(successor, "data_input", None)
         if not isinstance(successor, MultiInstanceTask) or collection is None:
             continue
-        items = values.get(getattr(collection, "bpmn_id", None))
+        items = values.get(collection.bpmn_id)  # every BpmnDataSpecification has one
         if isinstance(items, Sized) and not isinstance(items, str) and len(items) > limit:
             raise WorkflowTaskException(
                 f"{collection.bpmn_id} has {len(items):,} items, and the multi-instance task "

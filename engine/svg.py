@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from lxml import etree
 
@@ -212,7 +213,7 @@ class Canvas:
         return node
 
     def text_block(self, parent: etree._Element, lines: list[str], cx: float, cy: float, size: float,
-                   **options: object) -> etree._Element | None:
+                   **options: Any) -> etree._Element | None:
         """Write `lines` centred vertically on `cy` (and horizontally on `cx`)."""
         first = cy - (len(lines) - 1) * size * 0.6 + size * 0.35
         return self.text(parent, lines, cx, first, size, **options)

@@ -39,7 +39,8 @@ class _WholeTree:
 
     def get_tasks_iterator(self, first_task: Task | None = None, **kwargs):
         kwargs.setdefault("max_depth", UNBOUNDED)
-        return super().get_tasks_iterator(first_task, **kwargs)
+        # A mixin: mypy sees `object` as the superclass, the MRO gives SpiffWorkflow's workflow class.
+        return super().get_tasks_iterator(first_task, **kwargs)  # type: ignore[misc]
 
     def is_completed(self) -> bool:
         if not self.completed and not any(t.state & TaskState.NOT_FINISHED_MASK for t in self.tasks.values()):

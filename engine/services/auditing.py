@@ -43,7 +43,7 @@ def filters(since=None, until=None, period=None, version=None, instance=None, ty
     else:
         start = audit.parse_moment(since, "--since") if since is not None else None
         end = audit.parse_moment(until, "--until", end=True) if until is not None else None
-        if isinstance(until, str) and len(until.strip()) != 10:
+        if isinstance(until, str) and len(until.strip()) != 10 and end is not None:
             end = end + timedelta(microseconds=1)  # a time given to the microsecond is included
     if version is not None:
         try:

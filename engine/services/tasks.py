@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, union_all
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import SelectBase
 
 from pmoflow.engine import audit, clock, forms, runtime
 from pmoflow.engine.errors import Conflict, NotFound, PermissionDenied
@@ -40,7 +41,7 @@ def inbox(ctx: Context, all_tasks: bool = False, process: str | None = None, lim
         if after is not None:
             opened = opened.where(HumanTask.id > after)
         if all_tasks:
-            wanted = opened
+            wanted: SelectBase = opened
         else:
             user = ctx.actor(session)
             candidate = select(TaskCandidate.task_id).where(TaskCandidate.task_id == HumanTask.id)

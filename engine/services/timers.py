@@ -161,7 +161,7 @@ def _due_instance(session, instance: ProcessInstance, cutoff: datetime) -> dict[
 
 def _occurrences(schedule: ProcessSchedule, cutoff: datetime) -> list[str]:
     """The due times of a schedule's occurrences up to `cutoff`, oldest first (at most PREVIEW_OCCURRENCES)."""
-    found = []
+    found: list[str] = []
     timing = start_timers.Timing(schedule.next_due, schedule.remaining)
     while timing.next_due is not None and timing.next_due <= cutoff and len(found) < PREVIEW_OCCURRENCES:
         found.append(clock.as_utc(timing.next_due).isoformat())

@@ -25,6 +25,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from itsdangerous import BadSignature, TimestampSigner
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from pmoflow.engine.api import Pmoflow
 from pmoflow.engine.errors import PermissionDenied, PmoflowError
@@ -112,7 +113,7 @@ async def authenticate(request: Request) -> None:
         raise NotSignedIn("sign in first: a session, or an API token as 'Authorization: Bearer <token>'")
     request.state.user, request.state.via = user, via
     if via == "session" and request.method not in SAFE_METHODS:
-        token = request.headers.get(CSRF_HEADER)
+        token: str | UploadFile | None = request.headers.get(CSRF_HEADER)
         if token is None and request.headers.get("content-type", "").startswith(FORM_TYPES):
             token = (await request.form()).get(CSRF_FIELD)
         if not sessions(request).csrf_ok(request.state.session_id, token if isinstance(token, str) else None):

@@ -117,6 +117,18 @@ def _ui(ui: Any, key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _object_at(schema: dict[str, Any], key: str) -> dict[str, Any]:
+    """schema[key] when it is an object, else {}: a hand-written form may put anything there."""
+    value = schema.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _int_at(schema: dict[str, Any], key: str) -> int | None:
+    """schema[key] when it is an integer, else None."""
+    value = schema.get(key)
+    return value if isinstance(value, int) else None
+
+
 def _ui_option(ui: dict[str, Any], key: str, default: Any = None) -> Any:
     """A `ui:KEY` setting, also accepted under `ui:options` (rjsf takes both)."""
     if f"ui:{key}" in ui:
@@ -231,7 +243,7 @@ def _widget(schema: dict[str, Any], ui: dict[str, Any], kind: str, options: list
     if kind == "object":
         return "object"
     if kind == "array":
-        items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+        items = _object_at(schema, "items")
         if options_of(items, {}) is not None and (schema.get("uniqueItems") or named == "checkboxes"):
             return "checkboxes"
         return "tuple" if isinstance(schema.get("prefixItems"), list) and not items else "array"
@@ -272,7 +284,7 @@ def build(schema: dict[str, Any], ui: dict[str, Any] | None, data: Mapping[str, 
 
 
 def _object_fields(schema: dict[str, Any], ui: dict[str, Any], data: Mapping[str, Any], prefix: str) -> list[Field]:
-    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    properties = _object_at(schema, "properties")
     required = set(schema.get("required") or [])
     result = []
     for name in ordered(properties, ui):
@@ -301,7 +313,7 @@ def _field(schema: dict[str, Any], ui: dict[str, Any], value: Any, path: str, la
     elif widget in ("array", "tuple"):
         _rows(f, schema, ui, value)
     elif widget == "checkboxes":
-        items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+        items = _object_at(schema, "items")
         f.options = options_of(items, _ui(ui, "items")) or []
         chosen = value if isinstance(value, list) else []
         f.value = [option_text(v) for v in chosen]
@@ -344,14 +356,14 @@ def _rows(f: Field, schema: dict[str, Any], ui: dict[str, Any], value: Any) -> N
         f.children = [_row(s, item_ui, items[i] if i < len(items) else MISSING, f"{f.path}[{i}]",
                            _label(s, {}, f"{f.label} {i + 1}")) for i, s in enumerate(schemas)]
         return
-    item = schema.get("items") if isinstance(schema.get("items"), dict) else {}
-    least = schema.get("minItems") if isinstance(schema.get("minItems"), int) else 0
+    item = _object_at(schema, "items")
+    least = _int_at(schema, "minItems") or 0
     if least:
         f.attrs["min_rows"] = least
     count = max(len(items), least, 1)
     f.children = [_row(item, item_ui, items[i] if i < len(items) else MISSING, f"{f.path}[{i}]",
                        f"{f.label}: row {i + 1}") for i in range(min(count, 200))]
-    most = schema.get("maxItems") if isinstance(schema.get("maxItems"), int) else None
+    most = _int_at(schema, "maxItems")
     f.addable = _ui_option(ui, "addable", True) is not False and (most is None or count < most)
     f.removable = _ui_option(ui, "removable", True) is not False
 
@@ -430,7 +442,7 @@ def parse(schema: dict[str, Any], ui: dict[str, Any] | None, posted: Any, prefil
 
 def _parse_object(schema: dict[str, Any], ui: dict[str, Any], posted: Any, prefix: str, prefill: Mapping[str, Any],
                   keep_blank: bool) -> dict[str, Any]:
-    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    properties = _object_at(schema, "properties")
     required = set(schema.get("required") or [])
     result = {}
     for name, sub in properties.items():
@@ -456,7 +468,7 @@ def _parse_field(schema: dict[str, Any], ui: dict[str, Any], posted: Any, path: 
         value = _parse_object(schema, ui, posted, path, prefill if isinstance(prefill, Mapping) else {}, keep_blank)
         return value if value or keep_blank else MISSING
     if widget == "checkboxes":
-        items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+        items = _object_at(schema, "items")
         by_text = {o.value: o.data for o in options_of(items, _ui(ui, "items")) or []}
         chosen = [by_text.get(t, t) for t in posted.getlist(path)]
         return chosen if chosen else MISSING
@@ -481,10 +493,10 @@ def _parse_rows(schema: dict[str, Any], ui: dict[str, Any], posted: Any, path: s
             count = min(int(posted.get(path + ROWS_SUFFIX) or 0), 200)
         except ValueError:
             count = 0
-        item = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+        item = _object_at(schema, "items")
         schemas = [item] * max(count, 0)
     old = prefill if isinstance(prefill, list) else []
-    rows = []
+    rows: list[Any] = []
     for i, item_schema in enumerate(schemas):
         value = _parse_field(item_schema, item_ui, posted, f"{path}[{i}]", old[i] if i < len(old) else MISSING,
                              keep_blank)

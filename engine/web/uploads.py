@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from fastapi import HTTPException, UploadFile
 
@@ -96,7 +96,7 @@ def _file_name(raw: str | None) -> str:
     return name
 
 
-def _copy(source: BinaryIO, target: Path, limit: int) -> int:
+def _copy(source: IO[bytes], target: Path, limit: int) -> int:
     """Copy at most `limit` bytes (413 beyond); returns how many."""
     written = 0
     with target.open("wb") as out:
