@@ -20,7 +20,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import URL, Engine, create_engine, event, make_url, text
 
 from pmoflow.engine.database import resolve_url, scratch_schema
 from pmoflow.engine.models import Base
@@ -31,9 +31,10 @@ DDL = ("CREATE", "ALTER", "DROP", "COMMENT")  # statements that shape the schema
 Build = Callable[[str], None]
 
 
-def schema_of(url: str) -> str:
-    """The schema a scratch_schema URL sets as its search_path (`options=-csearch_path=NAME`)."""
-    return make_url(resolve_url(url)).query["options"].rpartition("=")[2]
+def schema_of(url: str | URL) -> str:
+    """The schema a scratch_schema URL sets as its search_path (`options=-csearch_path=NAME`), or ''."""
+    options = make_url(resolve_url(url) if isinstance(url, str) else url).query.get("options", "")
+    return options.rpartition("search_path=")[2] if "search_path=" in options else ""
 
 
 class Seeds:
@@ -102,7 +103,7 @@ class Seeds:
     def _build_postgresql(self, build: Build) -> _SeedSchema:
         url = self._exits.enter_context(scratch_schema(self.pg_url, prefix="seed"))
         schema = schema_of(url)
-        with recording() as statements:
+        with recording(schema) as statements:
             build(url)
         ddl = [s for s in statements if s.lstrip().upper().startswith(DDL)]
         assert ddl and not any(schema in s for s in ddl), "the seed's DDL must name no schema, to replay elsewhere"
@@ -123,12 +124,14 @@ class _SeedSchema(NamedTuple):
 
 
 @contextmanager
-def recording() -> Iterator[list[str]]:
-    """Every SQL statement any engine of this process sends while the block runs."""
+def recording(schema: str) -> Iterator[list[str]]:
+    """Every SQL statement sent to `schema` while the block runs, by any engine of this process (the build
+    makes its own); statements of other threads on other databases are not the seed's."""
     statements: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements.append(statement)
+        if schema_of(conn.engine.url) == schema:
+            statements.append(statement)
 
     event.listen(Engine, "before_cursor_execute", record)
     try:
