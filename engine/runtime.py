@@ -28,7 +28,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from pmoflow.engine import clock, forms, messaging, serialization
+from pmoflow.engine import clock, forms, limits, messaging, serialization
 from pmoflow.engine.audit import InstanceLog
 from pmoflow.engine.errors import InstanceError, InvalidInput, PmoflowError
 from pmoflow.engine.models import HumanTask, ProcessDefinition, ProcessInstance, TaskCandidate
@@ -371,6 +371,14 @@ class Run:
         if self.instance.status == "error":
             return
         for task_id, task in current.items():
+            problem = None if task_id in open_rows else routing_problem(task, self.instance.started_by)
+            if problem is not None:  # refused here: PostgreSQL would refuse the row at save, stranding the task
+                spec = task.task_spec
+                self._record_error({"message": problem, "type": "RoutingError", "task_id": task_id,
+                                    "bpmn_id": spec.bpmn_id, "task_name": spec.bpmn_name, "line": None,
+                                    "line_text": ""})
+                return
+        for task_id, task in current.items():
             if task_id in open_rows:
                 continue
             row = self._new_row(task, now)
@@ -655,6 +663,22 @@ def candidates(task: Task, starter: str) -> tuple[str, list[str]]:
     if isinstance(roles, dict) and roles.get(lane):
         return "role", [str(r) for r in roles[lane]]
     return "role", [lane]
+
+
+def routing_problem(task: Task, starter: str) -> str | None:
+    """Why the people or roles task data routes a task to cannot be stored (a name that is not text, is empty,
+    holds a NUL, or is longer than a candidate's column), or None."""
+    kind, names = candidates(task, starter)
+    longest = limits.column_length(TaskCandidate.name) or 120
+    for name in names:
+        problem = "is empty" if not name.strip() else limits.text_problem(name)
+        if problem is None and len(name) > longest:
+            problem = f"is longer than {longest} characters"
+        if problem is not None:
+            shown = name[:60] + ("..." if len(name) > 60 else "")
+            return (f"the {kind} {shown!r} this task is routed to (lane '{task.task_spec.lane}', lane_owners or "
+                    f"lane_roles in its data) {problem}; the instance cannot go on as it is (correct the model that routes it, then migrate or terminate)")
+    return None
 
 
 def _timer_value(value: Any) -> datetime | None:
