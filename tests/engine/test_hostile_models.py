@@ -78,11 +78,8 @@ def tight_limits(monkeypatch) -> None:
 
 
 @pytest.fixture
-def hostile(make_pmo):
-    app = make_pmo("alice")
-    app.init(TEST_ORG)
-    app.deploy([HOSTILE])
-    return app
+def hostile(initialised):
+    return initialised("alice", TEST_ORG, HOSTILE)
 
 
 def assert_in_error_at(app, instance_id: int, case: str) -> None:
