@@ -26,7 +26,6 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from sqlalchemy.orm import object_session as _object_session
 
 from pmoflow.engine import clock
 from pmoflow.engine.errors import InvalidInput, PmoflowError
+from pmoflow.engine.keyfile import ensure_key_file
 from pmoflow.engine.models import AuditSeal, Event, ProcessDefinition, ProcessInstance
 
 KEY_FILE_ENV, KEY_ENV = "PMOFLOW_AUDIT_KEY_FILE", "PMOFLOW_AUDIT_KEY"
@@ -121,22 +121,7 @@ def prepare_key(url: str | URL) -> dict[str, Any]:
     path = Path(configured).expanduser() if configured else default_key_path(url)
     if path is None:
         return {"source": None, "created": False}
-    created = False
-    if not path.exists():
-        if not path.parent.is_dir():
-            raise InvalidInput(f"cannot create the audit key {path}: folder {path.parent} does not exist")
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another init made it meanwhile: use that one
-        except OSError as exc:
-            raise InvalidInput(f"cannot create the audit key {path}: {exc.strerror}") from None
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            created = True
+    created = ensure_key_file(path, "the audit key")
     _read_key(path)
     info: dict[str, Any] = {"source": str(path), "created": created}
     if path.stat().st_mode & 0o077:

@@ -677,7 +677,8 @@ def routing_problem(task: Task, starter: str) -> str | None:
         if problem is not None:
             shown = name[:60] + ("..." if len(name) > 60 else "")
             return (f"the {kind} {shown!r} this task is routed to (lane '{task.task_spec.lane}', lane_owners or "
-                    f"lane_roles in its data) {problem}; the instance cannot go on as it is (correct the model that routes it, then migrate or terminate)")
+                    f"lane_roles in its data) {problem}; the instance cannot go on as it is (correct the model "
+                    "that routes it, then migrate or terminate)")
     return None
 
 

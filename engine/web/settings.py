@@ -9,7 +9,6 @@ give them the same `PMOFLOW_SECRET_KEY_FILE`. Changing the key signs everybody o
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from pmoflow.engine.database import resolve_url
 from pmoflow.engine.errors import InvalidInput
+from pmoflow.engine.keyfile import ensure_key_file
 
 KEY_ENV, KEY_FILE_ENV = "PMOFLOW_SECRET_KEY", "PMOFLOW_SECRET_KEY_FILE"
 PROXY_ENV = "PMOFLOW_TRUSTED_PROXY"
@@ -71,18 +71,7 @@ def secret_key(db_url: str | None) -> str:
         raise InvalidInput(f"set {KEY_FILE_ENV} (a file every server of this database can read; it is created "
                            f"when missing) or {KEY_ENV}: a PostgreSQL database has no folder to keep the web "
                            "server's secret key beside")
-    if not path.exists():
-        if not path.parent.is_dir():
-            raise InvalidInput(f"cannot create the web secret key {path}: folder {path.parent} does not exist")
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another server made it meanwhile: use that one
-        except OSError as exc:
-            raise InvalidInput(f"cannot create the web secret key {path}: {exc.strerror}") from None
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32) + "\n")
+    ensure_key_file(path, "the web secret key")
     try:
         return path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
