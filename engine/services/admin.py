@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pmoflow.engine import audit, clock, runtime, serialization
+from pmoflow.engine import audit, clock, limits, runtime, serialization
 from pmoflow.engine.errors import Conflict, InvalidInput
 from pmoflow.engine.models import HumanTask, ProcessInstance, User
 from pmoflow.engine.services.advance import advance, finish
@@ -45,6 +45,7 @@ def _result(instance: ProcessInstance) -> dict[str, Any]:
 def suspend(ctx: Context, instance_id: int | str, reason: str | None = None) -> dict[str, Any]:
     """Hold an instance: its tasks cannot be completed, claimed or delegated and the worker leaves its timers
     until it is resumed (overdue timers then fire on the worker's next pass)."""
+    reason = _reason(reason)
     ctx.db.check_schema()
     with ctx.tx() as session:
         actor, instance = _target(ctx, session, instance_id, ("running", "waiting", "error"), "suspended")
@@ -59,6 +60,7 @@ def suspend(ctx: Context, instance_id: int | str, reason: str | None = None) -> 
 
 def resume(ctx: Context, instance_id: int | str, reason: str | None = None) -> dict[str, Any]:
     """Release a suspended instance: back to error if it was in error, else running (open tasks) or waiting."""
+    reason = _reason(reason)
     ctx.db.check_schema()
     with ctx.tx() as session:
         actor, instance = _target(ctx, session, instance_id, ("suspended",), "resumed")
@@ -72,6 +74,7 @@ def resume(ctx: Context, instance_id: int | str, reason: str | None = None) -> d
 
 def terminate(ctx: Context, instance_id: int | str, reason: str | None = None) -> dict[str, Any]:
     """End an unfinished instance for good: the workflow and its open tasks are cancelled."""
+    reason = _reason(reason)
     ctx.db.check_schema()
     with ctx.tx() as session:
         actor, instance = _target(ctx, session, instance_id, ("running", "waiting", "error", "suspended"),
@@ -98,6 +101,7 @@ def skip(ctx: Context, instance_id: int | str, data: dict[str, Any] | None = Non
     from SpiffWorkflow.bpmn.specs.defaults import EventBasedGateway, ExclusiveGateway, InclusiveGateway
     from SpiffWorkflow.exceptions import SpiffWorkflowException
 
+    reason = _reason(reason)
     data = require_object(data or {})
     refuse_routing(data)
     ctx.db.check_schema()
@@ -136,6 +140,7 @@ def edit_data(ctx: Context, instance_id: int | str, values: dict[str, Any],
     step before it."""
     from SpiffWorkflow.util.task import TaskState
 
+    reason = _reason(reason)
     values = require_object(values)
     if not values:
         raise InvalidInput("nothing to set: give a JSON object of the fields to change, like {\"budget\": 100}")
@@ -172,6 +177,7 @@ def retry(ctx: Context, instance_id: int | str, data: dict[str, Any] | None = No
           reason: str | None = None) -> dict[str, Any]:
     """Re-run the failed task of an instance in error, optionally with corrected data (which, like a data
     edit, needs a reason and may not carry routing keys)."""
+    reason = _reason(reason)
     data = require_object(data or {})
     refuse_routing(data)
     ctx.db.check_schema()
@@ -195,6 +201,11 @@ def retry(ctx: Context, instance_id: int | str, data: dict[str, Any] | None = No
         run.reset_to(failed, data)
         finish(ctx, run)
         return _result(instance)
+
+
+def _reason(reason: str | None) -> str | None:
+    """A reason as the record keeps it: text both databases can store (no NUL, at most 2,000 characters)."""
+    return limits.check_text(reason.strip() if isinstance(reason, str) else reason, "the reason", limit=2000)
 
 
 def _required_reason(reason: str | None, what: str) -> str:

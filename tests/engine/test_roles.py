@@ -138,3 +138,14 @@ def test_the_worker_at_real_time_needs_no_role_but_as_of_another_time_an_adminis
     with pytest.raises(PermissionDenied, match=r"running the worker as of another time \(--now\) needs the role"):
         erin.run_due(later)
     assert make_pmo("pmo.admin").run_due(later)["errors"] == []
+
+
+def test_a_reason_the_record_could_not_store_is_refused_before_anything_changes(failed, pmo):
+    instance_id, _ = failed
+    before = fingerprint(pmo)
+    for reason, problem in (("hold\x00", "NUL"), ("x" * 2001, "at most 2000 fit")):
+        with pytest.raises(InvalidInput, match=problem):
+            pmo.suspend(instance_id, reason=reason)
+        with pytest.raises(InvalidInput, match=problem):
+            pmo.retry(instance_id, {"amount": 2}, reason=reason)
+    assert fingerprint(pmo) == before
