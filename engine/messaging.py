@@ -11,6 +11,7 @@ that expects none takes any message of its name; more than one receiver, or none
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -31,6 +32,8 @@ from pmoflow.engine.errors import InvalidInput, NotFound
 from pmoflow.engine.models import MessageWait, ProcessInstance
 
 ACTIVE = ("running", "waiting")
+KEY_LENGTH = 500  # the length of message_waits.correlation (engine/models.py)
+DIGEST = "sha256:"
 MAX_HOPS = 50  # messages answering messages within one command: more than this is a loop
 
 
@@ -89,7 +92,18 @@ def flat(correlations: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
 
 
 def canonical(values: dict[str, Any]) -> str:
-    return json.dumps(values, sort_keys=True, default=str, separators=(",", ":"))
+    """The values as the key a wait is stored and found by. Longer than the column, they become a digest of that
+    JSON: PostgreSQL refuses a longer string (SQLite would keep it), and the sender's side (`receivers`) digests
+    its values the same way, so matching stays exact."""
+    text = json.dumps(values, sort_keys=True, default=str, separators=(",", ":"))
+    if len(text) <= KEY_LENGTH:
+        return text
+    return DIGEST + hashlib.sha256(text.encode()).hexdigest()
+
+
+def shown(key: str) -> dict[str, Any]:
+    """A stored key as `pmoflow messages` shows what a wait expects: the values, or the digest that stands for them."""
+    return {"digest": key} if key.startswith(DIGEST) else json.loads(key)
 
 
 def definitions(spec) -> list:

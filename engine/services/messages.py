@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,7 +47,7 @@ def waits(ctx: Context) -> list[dict[str, Any]]:
                                .join(ProcessInstance, ProcessInstance.id == MessageWait.instance_id)
                                .order_by(MessageWait.message_name, MessageWait.instance_id)).all()
         return [{"message": w.message_name, "instance_id": w.instance_id, "process_id": process_id,
-                 "status": status, "waiting_at": w.bpmn_id, "expects": json.loads(w.correlation)}
+                 "status": status, "waiting_at": w.bpmn_id, "expects": messaging.shown(w.correlation)}
                 for w, process_id, status in rows]
 
 
