@@ -215,6 +215,17 @@ def event_for(task: Task, message: Message, evaluate) -> BpmnEvent:
     return BpmnEvent(definition, payload=payload, correlations=correlations, target=task.workflow)
 
 
+def landed(task: Task, event: BpmnEvent) -> dict[str, Any]:
+    """The task's data once the caught payload lands in it, the way SpiffWorkflow puts it there when the task runs:
+    the spiff variant of a message definition (the one pmoflow's parser makes) keeps it under messageVariable,
+    and drops it without one; the plain BPMN variant merges an object payload in."""
+    definition = event.event_definition
+    if hasattr(definition, "message_var"):
+        variable = definition.message_var
+        return {**task.data, variable: event.payload} if variable else dict(task.data)
+    return {**task.data, **event.payload} if isinstance(event.payload, dict) else dict(task.data)
+
+
 def correlated_payload(definition, message: Message, evaluate) -> tuple[Any, dict[str, dict[str, Any]]]:
     """The payload (completed from `--correlate` values where the receiver reads a plain name) and the
     receiver's correlation values read from it, or MessageUnmatched naming a value the payload lacks."""

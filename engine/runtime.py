@@ -181,7 +181,9 @@ class Run:
                                              f"did not take it ({_message(exc)})") from None
         self.log.add("message_received", task=_TaskRef(task.task_spec.bpmn_id, task.task_spec.bpmn_name),
                      **message.record(), from_instance=message.sender_instance, from_task=message.sender_bpmn_id)
-        self.advance()
+        self._current = task  # a collection the payload brings is checked before the task after it fans out
+        if self._attempt(lambda: check_fan_out(task, messaging.landed(task, event))):
+            self.advance()
 
     def fire_start_timer(self, due: str) -> None:
         """Enter through the timer start event now, its schedule having come due. The schedule repeats a
