@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import overload
 
 _override: ContextVar[datetime | None] = ContextVar("pmoflow_now", default=None)
 _simulated: ContextVar[datetime | None] = ContextVar("pmoflow_simulated_now", default=None)
@@ -45,7 +46,14 @@ def as_db(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
+@overload
+def as_utc(moment: datetime) -> datetime: ...
+@overload
+def as_utc(moment: None) -> None: ...
+@overload
+def as_utc(moment: datetime | None) -> datetime | None: ...
 def as_utc(moment: datetime | None) -> datetime | None:
+    """A stored naive moment read back as the UTC it was written in (the overloads keep a datetime a datetime)."""
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,7 +148,7 @@ class Unit:
     sources: list[Source] = field(default_factory=list)
 
 
-def collect(paths: list[str | Path]) -> list[Unit]:
+def collect(paths: Sequence[str | Path]) -> list[Unit]:
     """Group the named files and folders into units; raise only for paths that do not exist or hold nothing."""
     loose = Unit()
     units: list[Unit] = []
@@ -185,7 +185,7 @@ def kind_of(path: Path) -> str | None:
     return next((kind for end, kind in KINDS.items() if path.name.lower().endswith(end)), None)
 
 
-def collect_files(paths: list[str | Path]) -> tuple[list[Path], list[Path]]:
+def collect_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
     """BPMN and DMN files named directly or found (not recursively) in named folders."""
     files = [f for unit in collect(paths) for f in unit.files]
     return [f for f in files if kind_of(f) == "bpmn"], [f for f in files if kind_of(f) == "dmn"]

@@ -18,7 +18,7 @@ BPMN, DMN and form files lie side by side; its ``primary_process_id`` is the pro
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,7 +146,7 @@ class ParsedProcess:
         return digest.hexdigest()
 
 
-def check(paths: list[str | Path], handlers: set[str] | None = None, roles: Iterable[str] | None = None,
+def check(paths: Sequence[str | Path], handlers: set[str] | None = None, roles: Iterable[str] | None = None,
           form_dirs: list[Path] | None = None) -> tuple[list[ParsedProcess], list[Finding]]:
     """Every finding for the files, and the executable processes when there is no error.
 
@@ -289,14 +289,14 @@ def _start_form(doc: etree._ElementTree, process_id: str) -> str | None:
 
 # -- the entry points -------------------------------------------------------------------------------------------
 
-def lint(paths: list[str | Path], handlers: set[str] | None = None, roles: Iterable[str] | None = None,
+def lint(paths: Sequence[str | Path], handlers: set[str] | None = None, roles: Iterable[str] | None = None,
          form_dirs: list[Path] | None = None) -> list[Finding]:
     """Every finding for the files, errors and warnings, in file and line order. Never raises for what a file
     contains; raises InvalidProcess only for a path that does not exist or holds no BPMN or DMN file."""
     return check(paths, handlers=handlers, roles=roles, form_dirs=form_dirs)[1]
 
 
-def parse(paths: list[str | Path], handlers: set[str] | None = None, form_dirs: list[Path] | None = None,
+def parse(paths: Sequence[str | Path], handlers: set[str] | None = None, form_dirs: list[Path] | None = None,
           roles: Iterable[str] | None = None) -> list[ParsedProcess]:
     """Parse and check every file; return the executable processes (for a process-model folder, its primary
     process), or raise InvalidFiles listing every error."""

@@ -101,7 +101,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -153,7 +153,7 @@ class CaseFailure(Exception):
 # -- discovery --------------------------------------------------------------------------------------------
 
 
-def discover(paths: list[str | Path]) -> list[tuple[Path, Path]]:
+def discover(paths: Sequence[str | Path]) -> list[tuple[Path, Path]]:
     """(test file, BPMN file) pairs for the given BPMN files, test files and folders, in a stable order."""
     found: dict[Path, Path] = {}
     for raw in paths:
@@ -728,7 +728,7 @@ def run_case(model: Model, case: Any, handlers: Mapping[str, Handler]) -> tuple[
     return True, f"completed at {', '.join(_ends(run.wf)) or 'the end'}"
 
 
-def run_tests(paths: list[str | Path], handlers: Mapping[str, Handler] | None = None) -> list[CaseResult]:
+def run_tests(paths: Sequence[str | Path], handlers: Mapping[str, Handler] | None = None) -> list[CaseResult]:
     """Run every test case of the given BPMN files, test files and folders; one result per case."""
     if handlers is None:
         from pmoflow.engine.library import handlers_of, installed

@@ -115,7 +115,7 @@ def definition_row(session: Session, process_id: str, version: int | None = None
 
 def load_run(ctx: Context, session: Session, instance: ProcessInstance, actor: str) -> runtime.Run:
     """The instance's workflow, loaded (or taken from this process's cache) to act on as `actor`."""
-    definition = session.get(ProcessDefinition, instance.definition_id)
+    definition = session.get_one(ProcessDefinition, instance.definition_id)
     return runtime.Run(session, instance, definition, actor, ctx.handlers)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ def known_roles(ctx: Context) -> set[str] | None:
     return set().union(*(library.roles() for library in ctx.libraries)) or None
 
 
-def validate(ctx: Context, paths: list[str | Path]) -> list[dict[str, Any]]:
+def validate(ctx: Context, paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Lint files without storing anything: every finding, errors and warnings, as a dict (file, line, column,
     severity, element_id, message, hint). Raises InvalidProcess (parser.InvalidFiles, whose `findings` hold
     them all) when any is an error."""
@@ -41,7 +41,7 @@ def validate(ctx: Context, paths: list[str | Path]) -> list[dict[str, Any]]:
     return [finding.as_dict() for finding in findings]
 
 
-def deploy(ctx: Context, paths: list[str | Path]) -> list[dict[str, Any]]:
+def deploy(ctx: Context, paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Store each process as a new version, unless an identical version exists already. Needs the role
     Process Designer or PMO Administrator."""
     parsed = _parse(ctx, paths)
@@ -51,14 +51,14 @@ def deploy(ctx: Context, paths: list[str | Path]) -> list[dict[str, Any]]:
         return [_deploy_one(session, process, actor) for process in parsed]
 
 
-def deploy_as(ctx: Context, paths: list[str | Path], actor: str) -> list[dict[str, Any]]:
+def deploy_as(ctx: Context, paths: Sequence[str | Path], actor: str) -> list[dict[str, Any]]:
     """Deploy on behalf of `actor` whose authority was checked by the caller (`init`)."""
     parsed = _parse(ctx, paths)
     with ctx.tx() as session:
         return [_deploy_one(session, process, actor) for process in parsed]
 
 
-def _parse(ctx: Context, paths: list[str | Path]) -> list[parser.ParsedProcess]:
+def _parse(ctx: Context, paths: Sequence[str | Path]) -> list[parser.ParsedProcess]:
     # parse() checks each JSON Schema form and each UI schema as what it is (a UI schema is no JSON Schema:
     # its keys are field names, so a field called "description" would fail the meta-schema)
     return parser.parse(paths, handlers=set(ctx.handlers), form_dirs=ctx.form_dirs)
@@ -114,7 +114,7 @@ def _replace_schedules(session: Session, definition: ProcessDefinition, actor: s
     return kept
 
 
-def test(ctx: Context, paths: list[str | Path]) -> list[dict[str, Any]]:
+def test(ctx: Context, paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Run designers' scenario files (test_<name>.json beside the BPMN) without a database."""
     return [asdict(r) for r in scenario.run_tests(paths, handlers=ctx.handlers)]
 

@@ -24,7 +24,7 @@ def instance_report(ctx: Context, instance_id: int | str) -> dict[str, Any]:
     ctx.db.check_schema()
     with ctx.tx() as session:
         instance = known_instance(session, instance_id)
-        definition = session.get(ProcessDefinition, instance.definition_id)
+        definition = session.get_one(ProcessDefinition, instance.definition_id)
         run = load_run(ctx, session, instance, "viewer")
         events = [audit.export_view(e) for e in audit.history(session, instance.id)]
         findings = audit.check(session, instance.id)
@@ -47,7 +47,7 @@ def instance_diagram(ctx: Context, instance_id: int | str) -> dict[str, Any]:
     ctx.db.check_schema()
     with ctx.tx() as session:
         instance = known_instance(session, instance_id)
-        definition = session.get(ProcessDefinition, instance.definition_id)
+        definition = session.get_one(ProcessDefinition, instance.definition_id)
         run = load_run(ctx, session, instance, "viewer")
         errored = (instance.error or {}).get("bpmn_id") if instance.status == "error" else None
         return reporting.diagram(definition.sources, instance.process_id, run.workflow, errored,

@@ -85,6 +85,7 @@ def _put_in_error(ctx: Context, instance_id: int, exc: Exception) -> str:
     in a transaction of its own, so this pass and every later one go on to the next instance."""
     with ctx.tx() as session:
         instance = session.scalar(select(ProcessInstance).where(ProcessInstance.id == instance_id).with_for_update())
+        assert instance is not None, "the pass just read this instance and instances are never deleted"
         runtime.put_in_error(session, instance, WORKER, exc)
     return "error"
 
@@ -111,7 +112,7 @@ def _fire_schedule(ctx: Context, schedule_id: int, cutoff: datetime) -> tuple[in
                                   .with_for_update(skip_locked=True))
         if schedule is None or schedule.next_due is None or schedule.next_due > cutoff:
             return None
-        definition = session.get(ProcessDefinition, schedule.definition_id)
+        definition = session.get_one(ProcessDefinition, schedule.definition_id)
         due = clock.as_utc(schedule.next_due).isoformat()
         instance = new_instance(session, definition, schedule.owner)
         run = runtime.Run.new(session, instance, definition, schedule.owner, ctx.handlers, {},
@@ -150,7 +151,7 @@ def preview(ctx: Context, cutoff: datetime) -> dict[str, Any]:
 
 
 def _due_instance(session, instance: ProcessInstance, cutoff: datetime) -> dict[str, Any]:
-    definition = session.get(ProcessDefinition, instance.definition_id)
+    definition = session.get_one(ProcessDefinition, instance.definition_id)
     workflow = serialization.load_state(instance.state, runtime.specs_of(session, definition))
     timers = [{"task": task.task_spec.bpmn_id, "name": task.task_spec.bpmn_name, "due": clock.as_utc(at).isoformat()}
               for task, at in runtime.waiting_timers(workflow) if at <= cutoff]
