@@ -26,9 +26,14 @@ TESTS ?=
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(TESTS)
 
-# ruff, then mypy on engine/ (its settings are in pyproject.toml's [tool.mypy]).
+# ruff, then mypy on engine/ (its settings are in pyproject.toml's [tool.mypy]). mypy cannot see the editable
+# install's mapping of pmoflow.engine to engine/, so build/typecheck/pmoflow/ links the folders under that name.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	mkdir -p build/typecheck/pmoflow
+	touch build/typecheck/pmoflow/__init__.py
+	ln -sfn ../../../engine build/typecheck/pmoflow/engine
+	ln -sfn ../../../workflows build/typecheck/pmoflow/workflows
 	$(BIN)/mypy
 
 bench: $(STAMP)

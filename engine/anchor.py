@@ -28,9 +28,9 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event, func, insert, select
+from sqlalchemy import Table, event, func, insert, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import object_session as _object_session
@@ -221,7 +221,7 @@ def _seal(session: Session, key: Key, stream: str, seq: int, hash_: str, digest:
 def _count_instances(session: Session, key: Key, new: int) -> None:
     """Add to the register in one UPDATE: concurrent transactions wait for each other's commit here (a row lock
     held only while committing) instead of conflicting."""
-    table = AuditSeal.__table__
+    table = cast(Table, AuditSeal.__table__)  # SQLAlchemy types a mapped class's __table__ as any FromClause
     session.execute(table.update().where(table.c.stream == REGISTER_ROW).values(seq=table.c.seq + new))
     count = session.scalar(select(table.c.seq).where(table.c.stream == REGISTER_ROW))
     session.execute(table.update().where(table.c.stream == REGISTER_ROW)

@@ -191,7 +191,7 @@ def verify_file(path: str | Path, key: anchor.Key | None = None) -> dict[str, An
         events += len(chain)
         try:
             head = (int(instance["last_seq"]), str(instance["last_hash"]))
-            problem = audit.check_stream([_as_event(e) for e in chain], head)
+            problem: tuple[int | None, str] | None = audit.check_stream([_as_event(e) for e in chain], head)
             wrong_stream = next((e for e in chain if e.get("stream") != f"instance/{instance['instance_id']}"), None)
         except (KeyError, TypeError, ValueError) as exc:
             problem, wrong_stream = (None, f"the instance record is incomplete ({type(exc).__name__}: {exc})"), None

@@ -24,9 +24,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import Row, Table, and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from pmoflow.engine import anchor, clock
@@ -183,7 +183,7 @@ def _walk(found: list[tuple[str, str]], path: str, value: Any, depth: int) -> No
         _add(found, path, value)
 
 
-def facts_of(event: Event, roles: Iterable[str] = (), limit: int | None = MAX_FACTS,
+def facts_of(event: Event | Row[Any], roles: Iterable[str] = (), limit: int | None = MAX_FACTS,
              **derived: bool) -> list[tuple[str, str]]:
     """Everything indexed for one event: its payload facts, the actor's roles and the derived flags that are
     true (`late`, `by_starter`). Written once, with the event, in the same transaction."""
@@ -219,8 +219,8 @@ class InstanceLog:
 
     def add(self, type_: str, task: Any = None, actor: str | None = None, **payload: Any) -> Event:
         inst = self.instance
-        if clock.simulated() is not None:  # worker --now: evaluated as of then, recorded at the real time
-            payload["as_of"] = clock.simulated().isoformat()
+        if (as_of := clock.simulated()) is not None:  # worker --now: evaluated as of then, recorded at the real time
+            payload["as_of"] = as_of.isoformat()
         event = Event(
             stream=f"instance/{inst.id}", seq=inst.last_seq + 1, instance_id=inst.id, process_id=inst.process_id,
             process_version=inst.version, at=clock.db_now(), actor=actor or self.actor, type=type_,
@@ -724,11 +724,16 @@ def csv_row(view: dict[str, Any]) -> list[Any]:
 
 # -- rebuilding the index ----------------------------------------------------------------------------------------
 
+def _table(model: type[EventFact]) -> Table:
+    """The model's table: SQLAlchemy types a mapped class's `__table__` as any FromClause, without insert/delete."""
+    return cast(Table, model.__table__)
+
+
 def rebuild_facts(session: Session, batch: int = 2000) -> int:
     """(Re)write the facts of every event from its payload: for records written before the index existed (the
     0002 migration calls it). Roles are today's roles; `late` and `by_starter` are re-derived from the
     instance's own events (task_ready's due, instance_started's actor). Returns the number of events indexed."""
-    session.execute(EventFact.__table__.delete())
+    session.execute(_table(EventFact).delete())
     starters = {instance_id: actor for instance_id, actor in session.execute(
         select(Event.instance_id, Event.actor).where(Event.type == "instance_started"))}
     due: dict[tuple[int, Any], datetime] = {}
@@ -750,7 +755,7 @@ def rebuild_facts(session: Session, batch: int = 2000) -> int:
             rows += [{"event_id": event.id, "key": key, "value": value} for key, value in
                      facts_of(event, _roles(session, event.actor), late=late, by_starter=by_starter)]
         if rows:
-            session.execute(EventFact.__table__.insert(), rows)
+            session.execute(_table(EventFact).insert(), rows)
         done, last_id = done + len(events), events[-1].id
 
 

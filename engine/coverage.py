@@ -154,7 +154,7 @@ class Coverage:
         late = by_starter = False
         if instance_id is not None and e.type == "task_completed":
             due = dues.get((e.payload or {}).get("task_id"))
-            late = bool(due) and clock.as_db(e.at) > audit.parse_moment(due, "due")
+            late = bool(due and clock.as_db(e.at) > audit.parse_moment(due, "due"))
             by_starter = e.actor == self.instances[instance_id][0]
         full = audit.facts_of(e, roles or (), late=late, by_starter=by_starter, limit=None)
         if roles is None:  # written before the organisation chain began: its roles cannot be re-derived

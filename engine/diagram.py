@@ -608,7 +608,7 @@ class Renderer:
             attrs["stroke_linecap"] = "round"
             if kind != "association" or element.get("associationDirection") in ("One", "Both"):
                 attrs["marker_end"] = self.canvas.marker("line-arrow", p.stroke)
-        add(g, "polyline", points=points(edge.points), **attrs)
+        add(g, "polyline", None, points=points(edge.points), **attrs)
         if edge.id in self.defaults and kind == "sequenceFlow":
             self.default_slash(g, edge.points, p.stroke)
         for x, y in edge.points:

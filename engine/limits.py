@@ -29,6 +29,13 @@ def column_length(column: Any) -> int | None:
     return getattr(column.property.columns[0].type, "length", None)
 
 
+def string_length(column: Any) -> int:
+    """`column_length` of a column the model declares as `String(n)`: a length there is, so no None to handle."""
+    length = column_length(column)
+    assert length is not None, f"{column} is not a String(n) column"
+    return length
+
+
 def check_text(value: str | None, what: str, column: Any = None, *, limit: int | None = None,
                required: bool = False) -> str | None:
     """Refuse text that could not be stored in `column` (or be longer than `limit` characters), naming `what`.

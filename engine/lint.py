@@ -20,7 +20,7 @@ from SpiffWorkflow.dmn.parser.BpmnDmnParser import SCHEMAS as DMN_SCHEMAS
 from SpiffWorkflow.spiff.parser.process import VALIDATOR
 
 from pmoflow.engine import forms, model_code
-from pmoflow.engine.limits import column_length
+from pmoflow.engine.limits import string_length
 from pmoflow.engine.model_files import (
     BPMN_NS,
     MODEL_FILE,
@@ -537,9 +537,9 @@ def _foreign(ctx: LintContext, src: Source, el, prefix: str, name: str, what: st
 
 # Ids, names, lanes (roles), messages, forms and timer start expressions are stored in String(n) columns:
 # PostgreSQL refuses longer ones at deploy or when the task becomes ready, SQLite takes them. Both refuse here.
-LENGTHS = {"id": column_length(HumanTask.bpmn_id), "name": column_length(HumanTask.name),
-           "lane": column_length(TaskCandidate.name), "message": column_length(MessageWait.message_name),
-           "form": column_length(HumanTask.form), "timer": column_length(ProcessSchedule.expression)}
+LENGTHS = {"id": string_length(HumanTask.bpmn_id), "name": string_length(HumanTask.name),
+           "lane": string_length(TaskCandidate.name), "message": string_length(MessageWait.message_name),
+           "form": string_length(HumanTask.form), "timer": string_length(ProcessSchedule.expression)}
 
 
 def _check_lengths(ctx: LintContext, src: Source) -> None:

@@ -642,7 +642,7 @@ def refusal(instance_id: int, from_version: int, to_version: int, message: str, 
                                                "problem": "error", "details": [], "message": message}]}
 
 
-def bulk_result(process_id: str, from_version: int, to_version: int, dry_run: bool,
+def bulk_result(process_id: str, from_version: int | str, to_version: int | str, dry_run: bool,
                 results: list[dict[str, Any]]) -> dict[str, Any]:
     return {"process_id": process_id, "from_version": int(from_version), "to_version": int(to_version),
             "dry_run": dry_run, "instances": results,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pmoflow.engine.errors import InvalidInput
-from pmoflow.engine.limits import column_length, shown
+from pmoflow.engine.limits import shown, string_length
 from pmoflow.engine.models import User, UserRole
 
 USER_KEYS = {"name", "full_name", "email", "department", "roles"}
@@ -22,9 +22,9 @@ TOP_KEYS = {"users"}
 NAME = re.compile(r"[^\W_][\w.@+-]*")  # a login: letters, digits and . _ - @ +, from a letter or a digit
 NAME_RULE = "letters, digits and . _ - @ +, starting with a letter or a digit"
 EMAIL = re.compile(r"[^@\s\"'<>(),;:\\]+@[^@\s\"'<>(),;:\\.]+(\.[^@\s\"'<>(),;:\\.]+)+")
-LIMITS = {"name": column_length(User.name), "full_name": column_length(User.full_name),
-          "email": column_length(User.email), "department": column_length(User.department),
-          "role": column_length(UserRole.role)}
+LIMITS = {"name": string_length(User.name), "full_name": string_length(User.full_name),
+          "email": string_length(User.email), "department": string_length(User.department),
+          "role": string_length(UserRole.role)}
 
 
 @dataclass(frozen=True)

@@ -386,12 +386,13 @@ class Run:
             row = self._new_row(task, now)
             self.session.add(row)
             self.session.flush()
-            within = call_path(task)
+            path = call_path(task)
+            within: dict[str, Any] = {"within": path} if path else {}  # typed Any: it must not look like `actor`
             self.log.add("task_ready", task=row, task_id=row.id, lane=row.lane,
                          candidates=[f"{c.kind}:{c.name}" for c in row.candidates if c.kind != "excluded"],
                          excluded_by_duties=[c.name for c in row.candidates if c.kind == "excluded"],
                          due=clock.as_utc(row.due).isoformat() if row.due else None,
-                         **({"within": within} if within else {}))
+                         **within)
 
     def _new_row(self, task: Task, now: datetime) -> HumanTask:
         spec = task.task_spec

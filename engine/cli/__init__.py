@@ -266,9 +266,10 @@ def validate(paths: tuple[str, ...], as_json: bool) -> None:
     try:
         findings = app().validate(list(paths))
     except PmoflowError as exc:
-        findings = getattr(exc, "findings", None)
-        if findings is None:
+        refused = getattr(exc, "findings", None)
+        if refused is None:
             raise
+        findings = refused
     if as_json:
         emit_json(findings)
     else:

@@ -308,7 +308,9 @@ def skip(instance: str, data: str | None, data_file: str | None, reason: str | N
 @handled
 def edit_data(instance: str, values: str, reason: str | None, as_json: bool) -> None:
     """Change the data an instance is at (its open tasks and waiting events); recorded with before and after."""
-    result = app().edit_data(instance, parse_data(values, None), reason)
+    changes = parse_data(values, None)
+    assert changes is not None, "--set is required, and parse_data returns None only for no data"
+    result = app().edit_data(instance, changes, reason)
     if as_json:
         return emit_json(result)
     click.echo(f"instance {result['instance_id']}: set {json.dumps(result['after'], default=str)} "

@@ -226,5 +226,6 @@ def report(instance: str | None, process_id: str | None, since: str | None, unti
             raise click.UsageError("--since, --until, --period and --override go with --process")
         result = app().report(instance)
     else:
+        assert process_id is not None, "exactly one of the instance and --process is given (checked above)"
         result = app().process_report(process_id, since=since, until=until, period=period, override=override)
     write_output(render(result, "json" if as_json else fmt), output)

@@ -40,11 +40,11 @@ def demo(keep: str | None, serve_it: bool, host: str, port: int) -> None:
 
     if serve_it:
         return serve_demo(keep, host, port)
-    walks = [library for library in installed() if library.demo is not None]
+    walks = [library.demo for library in installed() if library.demo is not None]
     if not walks:
         raise InvalidInput("no installed process library has a demo")
-    for library in walks:
-        library.demo(out, keep)
+    for demo in walks:
+        demo(out, keep)
 
 
 

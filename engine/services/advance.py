@@ -77,7 +77,8 @@ def deliver(ctx: Context, session: Session, message: messaging.Message, hops: in
             raise messaging.unmatched(message, idle, [d.process_id for d, _ in starts], missing)
         definition, start_event = starts[0]
         if sender is None:  # a person starting a process by message needs the right to start it
-            check_may_start(session, definition, session.get(User, message.actor))
+            # the sender is the acting user, whom ctx.actor found in the organisation before the message was built
+            check_may_start(session, definition, session.get_one(User, message.actor))
         runtime.check_message_start(session, definition, start_event, message)
         owner = message.actor if message.actor != WORKER or sender is None else sender.instance.started_by
         instance = new_instance(session, definition, owner)

@@ -36,6 +36,8 @@ def events(ctx: Context, process: str | None = None, version: int | str | None =
 def filters(since=None, until=None, period=None, version=None, instance=None, types=(), where=(),
             **rest: Any) -> audit.Filters:
     """The query's filters from what a user typed: a period or a since/until pair, numbers checked."""
+    start: datetime | None
+    end: datetime | None
     if period is not None:
         if since is not None or until is not None:
             raise InvalidInput("give --period, or --since/--until, not both")

@@ -181,7 +181,7 @@ def _record(ctx: Context, row: Outgoing, token: str, now: datetime, error: BaseE
         done = session.execute(update(Notification).where(Notification.id == row.id,
                                                           Notification.email_claim == token).values(**values)
                                .execution_options(synchronize_session=False))
-    if done.rowcount:
+    if done.rowcount:  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult; Session.execute is typed Result
         result[outcome].append(row.id)
 
 

@@ -31,7 +31,7 @@ def listing(ctx: Context, user: str | None = None, undelivered_only: bool = Fals
         instance_id = instance_row(session, instance).id if instance is not None else None
         rows = outbox.listing(session, recipient, instance_id, undelivered_only)
         now = clock.db_now()
-        delivered = outbox.deliver(session, rows, recipient, now) if own else set()
+        delivered = outbox.deliver(session, rows, recipient, now) if own and recipient is not None else set()
         return [outbox.view(r, now if r.id in delivered else None) for r in rows]
 
 

@@ -65,6 +65,7 @@ def process_report(ctx: Context, process_id: str, since: str | datetime | None =
     now = clock.db_now()
     chosen = audit_filters(process=process_id, since=since, until=until, period=period, override=override)
     chosen.until = chosen.until or now + timedelta(microseconds=1)
+    assert chosen.since is not None, "--since or --period was required above, and either sets the start"
     ctx.db.check_schema()
     with ctx.tx() as session:
         audit.check_filters(session, chosen)
@@ -130,6 +131,7 @@ def _late(session: Session, completed_late: list[Event], process_id: str, now: d
                      "completed_by": e.actor,
                      "late_seconds": (e.at - due_at).total_seconds() if due_at else None})
     for row in audit.open_tasks_overdue(session, now, process_id):
+        assert row.due is not None, "an overdue task has a due time"
         late.append({"instance_id": row.instance_id, "name": row.name,
                      "due": clock.as_utc(row.due).isoformat(), "completed_at": None, "completed_by": None,
                      "late_seconds": (now - row.due).total_seconds()})

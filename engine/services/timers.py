@@ -151,6 +151,7 @@ def preview(ctx: Context, cutoff: datetime) -> dict[str, Any]:
 
 
 def _due_instance(session, instance: ProcessInstance, cutoff: datetime) -> dict[str, Any]:
+    assert instance.next_due is not None, "only instances with a next_due at or before the cutoff come here"
     definition = session.get_one(ProcessDefinition, instance.definition_id)
     workflow = serialization.load_state(instance.state, runtime.specs_of(session, definition))
     timers = [{"task": task.task_spec.bpmn_id, "name": task.task_spec.bpmn_name, "due": clock.as_utc(at).isoformat()}

@@ -63,7 +63,7 @@ def validate(files: Files, pmo: Acting, request: Request) -> Response:
     """Every finding with the file's name as uploaded, its line and column; 422 with `findings` on errors."""
     with uploads.bundle(files, request.app.state.settings.max_upload_bytes) as upload:
         try:
-            findings = pmo.validate(upload.model_folders())
+            findings = pmo.validate([*upload.model_folders()])
         except PmoflowError as refused:
             return refused_upload(request, refused, upload)
         return ok({"findings": [upload.relative(f) for f in findings], "files": upload.files,
@@ -79,8 +79,8 @@ def deploy(files: Files, pmo: Acting, request: Request) -> Response:
     refuses the whole bundle with 422 and every finding; running instances stay on their versions."""
     with uploads.bundle(files, request.app.state.settings.max_upload_bytes) as upload:
         try:
-            findings = pmo.validate(upload.model_folders())
-            deployed = pmo.deploy(upload.model_folders())
+            findings = pmo.validate([*upload.model_folders()])
+            deployed = pmo.deploy([*upload.model_folders()])
         except PmoflowError as refused:
             return refused_upload(request, refused, upload)
         return ok({"deployed": deployed, "findings": [upload.relative(f) for f in findings],

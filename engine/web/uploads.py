@@ -13,13 +13,14 @@ from __future__ import annotations
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, BinaryIO
 
-from fastapi import HTTPException, UploadFile
+from fastapi import HTTPException
+from starlette.datastructures import UploadFile
 
 from pmoflow.engine.errors import InvalidInput
 
@@ -61,7 +62,7 @@ class Bundle:
 
 
 @contextmanager
-def bundle(uploads: list[UploadFile], limit: int) -> Iterator[Bundle]:
+def bundle(uploads: Sequence[UploadFile], limit: int) -> Iterator[Bundle]:
     """The uploaded files written into a new temporary folder, removed on leaving."""
     if not uploads:
         raise InvalidInput("upload one or more .bpmn, .dmn or .json files, or one .zip of them (field 'files')")
