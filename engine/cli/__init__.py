@@ -35,7 +35,8 @@ def fail(message: str, code: int = 1, details: list[str] | None = None) -> None:
 
 
 
-NO_USER_CHECK = {"init", "validate", "test", "demo", "whoami"}  # no database needed, or they check it themselves
+# Commands that need no database, or check the user themselves (the worker: inside its retried first pass).
+NO_USER_CHECK = {"init", "validate", "test", "demo", "whoami", "worker"}
 
 
 

@@ -80,9 +80,17 @@ def worker(once: bool, now_text: str | None, dry_run: bool, interval: float, ver
         if verbose:
             click.echo(f"pass {number} ({seconds:.2f} s): {line}", err=True)
 
-    # each pass: due timers, then the e-mail outbox (a no-op unless PMOFLOW_SMTP_URL is set)
-    worker_loop.run(lambda: {**app().run_due(now, should_stop=stop.is_set), "mail": app().send_mail()},
-                    stop=stop, interval=interval, once=once,
+    known = not app().user  # a user named must exist: checked in the first pass, where a dropped connection is retried
+
+    def one_pass() -> dict[str, Any]:
+        nonlocal known
+        if not known:
+            app().whoami()
+            known = True
+        # due timers, then the e-mail outbox (a no-op unless PMOFLOW_SMTP_URL is set)
+        return {**app().run_due(now, should_stop=stop.is_set), "mail": app().send_mail()}
+
+    worker_loop.run(one_pass, stop=stop, interval=interval, once=once,
                     on_pass=on_pass, log=lambda line: click.echo(line, err=True))
 
 
