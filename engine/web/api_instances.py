@@ -61,12 +61,8 @@ def history(instance_id: InstanceId, pmo: Acting) -> Response:
 
 @router.get("/instances/{instance_id}/report", tags=["audit"], summary="The instance's audit report",
             response_class=Response,
-            responses={200: {"model": schema.InstanceReport,
-                             "description": "`pmoflow report INSTANCE --format ...`: JSON inline, HTML (one "
-                                            "self-contained file) or Markdown as a download",
-                             "content": {"text/html": {"schema": {"type": "string"}},
-                                         "text/markdown": {"schema": {"type": "string"}}}},
-                       **schema.errors(400, 404)})
+            responses=schema.report(schema.InstanceReport, "`pmoflow report INSTANCE --format ...`: JSON inline, "
+                                    "HTML (one self-contained file) or Markdown as a download"))
 def report(instance_id: InstanceId, pmo: Acting,
            format: Annotated[Literal["html", "md", "json"], Query(description="The report's format.")] = "json",
            ) -> Response:

@@ -110,12 +110,8 @@ def migrate_all(process_id: ProcessId, body: schema.BulkMigrateBody, pmo: Acting
 
 @router.get("/processes/{process_id}/report", tags=["audit"], summary="The process report over a period",
             response_class=Response,
-            responses={200: {"model": schema.ProcessReport,
-                             "description": "`pmoflow report --process P --format ...`: counts, cycle times, "
-                                            "overrides, late tasks; JSON inline, HTML or Markdown as a download",
-                             "content": {"text/html": {"schema": {"type": "string"}},
-                                         "text/markdown": {"schema": {"type": "string"}}}},
-                       **schema.errors(400, 404)})
+            responses=schema.report(schema.ProcessReport, "`pmoflow report --process P --format ...`: counts, "
+                                    "cycle times, overrides, late tasks; JSON inline, HTML or Markdown as a download"))
 def process_report(
         process_id: ProcessId, pmo: Acting,
         since: Annotated[str | None, Query(description="From this date or time (ISO, UTC unless a zone is "

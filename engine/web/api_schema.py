@@ -370,6 +370,14 @@ def errors(*statuses: int) -> dict[int | str, Json]:
             "default": {"description": "Any other error (413, 429, 500, 503): problem details", "content": _PROBLEM}}
 
 
+def report(model: type[BaseModel] | Any, description: str) -> dict[int | str, Json]:
+    """`responses` for a report route: the model as JSON inline, or HTML or Markdown (as a download)."""
+    return {200: {"model": model, "description": description,
+                  "content": {"text/html": {"schema": {"type": "string"}},
+                              "text/markdown": {"schema": {"type": "string"}}}},
+            **errors(400, 404)}
+
+
 def answer(model: type[BaseModel] | Any, description: str = "OK", status: int = 200,
            *more: int) -> dict[int | str, Json]:
     """`responses` for a route answering `model` (as JSON) with `status`, and the errors `more`."""

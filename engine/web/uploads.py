@@ -131,6 +131,8 @@ def _unzip(source: BinaryIO, made: Bundle, limit: int) -> None:
             try:
                 with archive.open(entry) as data:
                     left -= _copy(data, target, left)
+            # zipfile's own refusals: a damaged entry, an encrypted one (RuntimeError), a compression method it
+            # does not implement (NotImplementedError), a truncated stream (EOFError)
             except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError) as exc:
                 raise InvalidInput(f"the zip's entry {name:.120} cannot be read: {exc}") from None
             made.files.append(name)
